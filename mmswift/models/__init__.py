@@ -1,0 +1,3 @@
+from .backbones import SwiftFormer
+
+__all__ = ['SwiftFormer']

@@ -1,0 +1,3 @@
+from .swiftformer import SwiftFormer
+
+__all__ = ['SwiftFormer']

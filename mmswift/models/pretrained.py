@@ -1,0 +1,235 @@
+"""Load SwiftFormer weights from every checkpoint layout people have.
+
+Four layouts are recognised and renamed to mmswift's own (timm's names):
+
+* ``official``: the SwiftFormer repository's ImageNet checkpoints
+  (``{'model': ...}``, ``patch_embed.*``, ``network.N.*``, heads);
+* ``timm``: timm's ``swiftformer_*`` state dicts (``stem.*``, ``stages.*``);
+* ``huggingface``: transformers' ``SwiftFormerModel`` /
+  ``SwiftFormerForImageClassification`` (``.bin``, ``.safetensors`` or a
+  ``save_pretrained`` folder);
+* ``mmswift``: checkpoints of mmswift detectors/segmentors (``backbone.*``
+  inside mmengine's ``state_dict``) and plain converted backbones.
+
+Classifier heads and anything outside the backbone are dropped, and what
+was loaded, missing and dropped is logged.
+"""
+import os
+import os.path as osp
+import re
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.logging import MMLogger, print_log
+
+StateDict = Dict[str, torch.Tensor]
+
+FORMATS = ('official', 'timm', 'huggingface', 'mmswift')
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used, with a message saying what to do."""
+
+
+# ------------------------------------------------------------------ I/O
+def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
+    """Read a ``.pth``/``.bin``/``.safetensors`` file or an HF model folder."""
+    if '://' in path:  # mmengine's hub/url schemes (http://, s3://, ...)
+        from mmengine.runner.checkpoint import CheckpointLoader
+        return CheckpointLoader.load_checkpoint(path, map_location=map_location)
+    if osp.isdir(path):
+        for name in ('model.safetensors', 'pytorch_model.bin'):
+            if osp.isfile(osp.join(path, name)):
+                return read_checkpoint(osp.join(path, name), map_location)
+        raise CheckpointError(
+            f'checkpoint folder {path} has neither model.safetensors nor '
+            f'pytorch_model.bin; point init_cfg.checkpoint at a weights file')
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'checkpoint not found: {path} (fix the path, or override it with '
+            f'--cfg-options model.backbone.init_cfg.checkpoint=PATH)')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'checkpoint {path} is empty (0 bytes); '
+                              f'download or copy it again')
+    try:
+        if path.endswith('.safetensors'):
+            from safetensors.torch import load_file
+            return load_file(path, device=map_location)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # a cut-off zip fails anywhere in the unpickler
+        if 'Weights only load failed' in str(e):
+            raise  # mmswift.compat explains these; not a corrupt file
+        raise CheckpointError(
+            f'cannot read checkpoint {path}: it is truncated or not a '
+            f'PyTorch/safetensors checkpoint ({type(e).__name__}: '
+            f'{str(e).splitlines()[0] if str(e) else ""}); download or copy '
+            f'it again') from e
+
+
+def extract_state_dict(ckpt: dict, path: str) -> StateDict:
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'checkpoint {path} holds a {type(ckpt).__name__}, '
+                              f'not a state dict')
+    for key in ('state_dict', 'model', 'module'):
+        if key in ckpt and isinstance(ckpt[key], dict):
+            ckpt = ckpt[key]
+            break
+    sd = {}
+    for k, v in ckpt.items():
+        if isinstance(v, torch.Tensor):
+            sd[k[len('module.'):] if k.startswith('module.') else k] = v
+    return sd
+
+
+# ------------------------------------------------------------- renaming
+def detect_format(sd: StateDict) -> Optional[str]:
+    keys = list(sd)
+
+    def any_starts(*prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in keys)
+
+    if any_starts('backbone.'):
+        return 'mmswift'
+    if any_starts('swiftformer.', 'patch_embed.patch_embedding.', 'encoder.network.'):
+        return 'huggingface'
+    if any_starts('network.', 'patch_embed.'):
+        return 'official'
+    if any_starts('stem.', 'stages.'):
+        return 'timm'
+    return None
+
+
+def _layer_scale(k: str) -> str:
+    return re.sub(r'\.layer_scale(_[12])?$', r'.layer_scale\1.gamma', k)
+
+
+def _from_official(k: str) -> Optional[str]:
+    k = k.replace('patch_embed.', 'stem.', 1).replace('.Proj.', '.proj.')
+    m = re.match(r'^network\.(\d+)\.(.*)$', k)
+    if m:
+        n, rest = int(m.group(1)), m.group(2)
+        k = (f'stages.{n // 2}.blocks.{rest}' if n % 2 == 0 else
+             f'stages.{n // 2 + 1}.downsample.{rest}')
+    m = re.match(r'^norm(\d)\.(.*)$', k)  # fork_feat output norms 0/2/4/6
+    if m:
+        k = f'norm{int(m.group(1)) // 2}.{m.group(2)}'
+    return _layer_scale(k)
+
+
+def _from_huggingface(k: str) -> Optional[str]:
+    if k.startswith('swiftformer.'):
+        k = k[len('swiftformer.'):]
+    k = k.replace('patch_embed.patch_embedding.', 'stem.', 1)
+    k = k.replace('.depth_wise_conv.', '.dwconv.')
+    k = k.replace('.point_wise_conv', '.pwconv')
+    m = re.match(r'^encoder\.network\.(\d+)\.(.*)$', k)
+    if m:
+        n, rest = int(m.group(1)), m.group(2)
+        k = (f'stages.{n // 2}.{rest}' if n % 2 == 0 else
+             f'stages.{n // 2 + 1}.downsample.{rest}')
+    return _layer_scale(k)
+
+
+def _from_mmswift(k: str) -> Optional[str]:
+    return k[len('backbone.'):] if k.startswith('backbone.') else None
+
+
+_RENAMERS = {
+    'official': _from_official,
+    'timm': lambda k: k,
+    'huggingface': _from_huggingface,
+    'mmswift': _from_mmswift,
+}
+
+
+def convert_state_dict(sd: StateDict, fmt: Optional[str] = None
+                       ) -> Tuple[StateDict, str, List[str]]:
+    """Rename a SwiftFormer state dict to mmswift's keys.
+
+    Returns the renamed dict, the detected format, and the keys that are not
+    backbone weights (classifier heads, detector necks/heads), which are
+    dropped.
+    """
+    fmt = fmt or detect_format(sd)
+    if fmt is None:
+        sample = ', '.join(list(sd)[:3]) or 'no tensors'
+        raise CheckpointError(
+            f'not a SwiftFormer checkpoint (keys: {sample}, ...); expected '
+            f'one of the formats {FORMATS}')
+    rename = _RENAMERS[fmt]
+    out, dropped = {}, []
+    for k, v in sd.items():
+        new = rename(k)
+        if new is None or not new.startswith(('stem.', 'stages.', 'norm')) \
+                or re.match(r'^norm\.', new):
+            dropped.append(k)
+        else:
+            out[new] = v
+    return out, fmt, dropped
+
+
+def infer_arch(sd: StateDict) -> Tuple[List[int], List[int]]:
+    """Read (layers, embed_dims) off an mmswift-keyed state dict."""
+    layers, dims = [], []
+    for i in range(4):
+        blocks = {int(m.group(1)) for k in sd
+                  for m in [re.match(rf'^stages\.{i}\.blocks\.(\d+)\.', k)] if m}
+        layers.append(max(blocks) + 1 if blocks else 0)
+        last = f'stages.{i}.blocks.{layers[-1] - 1}.local_representation.dwconv.weight'
+        dims.append(int(sd[last].shape[0]) if last in sd else 0)
+    return layers, dims
+
+
+def describe_arch(layers: List[int], dims: List[int]) -> str:
+    from .backbones.swiftformer import SwiftFormer
+    for name, a in SwiftFormer.arch_settings.items():
+        if a['layers'] == layers and a['embed_dims'] == dims:
+            return f'SwiftFormer-{name.upper()}'
+    return f'a SwiftFormer with layers={layers}, embed_dims={dims}'
+
+
+# --------------------------------------------------------------- loading
+def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
+                    map_location: str = 'cpu',
+                    logger: Optional[MMLogger] = None) -> Dict[str, list]:
+    """Load any supported checkpoint into a :class:`SwiftFormer`.
+
+    ``prefix`` (as in mmengine's ``PretrainedInit``) keeps only the keys under
+    it, e.g. ``'backbone.'``. Raises :class:`CheckpointError` naming both
+    variants when the checkpoint is of another SwiftFormer variant.
+    """
+    logger = logger or MMLogger.get_current_instance()
+    sd = extract_state_dict(read_checkpoint(path, map_location), path)
+    if prefix:
+        sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    native, fmt, dropped = convert_state_dict(sd)
+    own = model.state_dict()
+
+    ckpt_arch = infer_arch(native)
+    mismatched = [k for k, v in native.items()
+                  if k in own and own[k].shape != v.shape]
+    if mismatched or any(d and d != m for d, m in zip(ckpt_arch[1], model.embed_dims)) \
+            or any(n and n != m for n, m in zip(ckpt_arch[0], model.layers)):
+        asked = (f"arch='{model.arch_name}'" if model.arch_name != 'custom' else
+                 f'layers={model.layers}, embed_dims={model.embed_dims}')
+        raise CheckpointError(
+            f'checkpoint {path} looks like {describe_arch(*ckpt_arch)} but the '
+            f'backbone was built with {asked}; set the backbone arch to match '
+            f'the checkpoint, or use a checkpoint of the asked variant')
+
+    unexpected = [k for k in native if k not in own]
+    to_load = {k: v for k, v in native.items() if k in own}
+    missing = [k for k in own if k not in to_load]
+    model.load_state_dict(to_load, strict=False)
+
+    print_log(f'SwiftFormer: loaded {len(to_load)}/{len(own)} tensors from '
+              f'{path} ({fmt} format)', logger=logger)
+    if missing:
+        print_log(f'SwiftFormer: missing in checkpoint, left as initialised: '
+                  f'{missing}', logger=logger)
+    if dropped or unexpected:
+        print_log(f'SwiftFormer: dropped from checkpoint (not part of this '
+                  f'backbone): {dropped + unexpected}', logger=logger)
+    return dict(loaded=sorted(to_load), missing=missing,
+                dropped=dropped + unexpected, format=fmt)

@@ -1,0 +1,17 @@
+"""mmswift's registries, children of mmengine's root registries.
+
+Because they hang off mmengine's roots (the way mmpretrain's do), a config
+built by mmdet or mmseg can name ``type='mmswift.SwiftFormer'``: the scope
+prefix sends the lookup to this registry, and ``locations`` imports the
+module that registers it.
+"""
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='mmswift',
+    locations=['mmswift.models'])
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='mmswift',
+    locations=['mmswift.engine'])

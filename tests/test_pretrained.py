@@ -1,0 +1,192 @@
+"""Loading weights of every format, checked against transformers' SwiftFormer."""
+import os
+import re
+
+import pytest
+import torch
+from mmengine.logging import MMLogger
+
+from mmswift.models import SwiftFormer
+from mmswift.models.pretrained import CheckpointError, load_pretrained
+
+from .conftest import run_py
+
+ARCHS = ['xs', 's', 'l1', 'l3']
+
+
+def _hf_stage_outputs(hf, x):
+    """transformers' hidden_states: embedding, then each network entry; the
+    stage outputs are entries 1, 3, 5, 7."""
+    base = getattr(hf, 'swiftformer', hf)
+    with torch.no_grad():
+        hs = base(x, output_hidden_states=True).hidden_states
+    return [hs[i] for i in (1, 3, 5, 7)]
+
+
+def _official_from_hf(sd):
+    """The official repository's key layout (models/swiftformer.py), written
+    from transformers' conversion rules read backwards."""
+    out = {}
+    for k, v in sd.items():
+        k = k.replace('swiftformer.', '', 1)
+        k = k.replace('patch_embed.patch_embedding.', 'patch_embed.')
+        k = k.replace('.depth_wise_conv.', '.dwconv.').replace('.point_wise_conv', '.pwconv')
+        k = k.replace('.attn.proj.', '.attn.Proj.')
+        k = re.sub(r'^encoder\.network\.(\d+)\.blocks\.', r'network.\1.', k)
+        k = k.replace('encoder.network.', 'network.')
+        out[k] = v
+    return {'model': out}
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_parity_with_transformers_through_init_cfg(arch, hf_swiftformer, tmp_path):
+    """Random weights saved by transformers, loaded via init_cfg, same features."""
+    hf = hf_swiftformer(arch)
+    hf.save_pretrained(tmp_path / 'hf')  # model.safetensors
+    model = SwiftFormer(arch, out_norm_cfg=None, attn_norm='softmax',
+                        init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'hf')))
+    model.init_weights()
+    model.eval()
+    x = torch.randn(2, 3, 96, 72)
+    with torch.no_grad():
+        ours = model(x)
+    for a, b in zip(ours, _hf_stage_outputs(hf, x)):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_l2_form_differs_from_the_hf_port(hf_swiftformer, tmp_path):
+    hf = hf_swiftformer('xs')
+    torch.save(hf.state_dict(), tmp_path / 'pytorch_model.bin')
+    model = SwiftFormer('xs', out_norm_cfg=None, attn_norm='l2').eval()
+    load_pretrained(model, str(tmp_path / 'pytorch_model.bin'))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[0], _hf_stage_outputs(hf, x)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize('fmt', ['hf_classifier_bin', 'hf_safetensors', 'official', 'timm', 'mmswift'])
+def test_every_format_loads_the_same_weights(fmt, hf_swiftformer, tmp_path):
+    from safetensors.torch import save_file
+    hf = hf_swiftformer('xs', classifier=True, seed=3)
+    hf_sd = hf.state_dict()
+    reference = SwiftFormer('xs', out_norm_cfg=None, attn_norm='softmax').eval()
+    load_pretrained(reference, _save(tmp_path / 'ref.bin', hf_sd))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = _hf_stage_outputs(hf, x)
+
+    if fmt == 'hf_classifier_bin':
+        path = _save(tmp_path / 'pytorch_model.bin', hf_sd)
+    elif fmt == 'hf_safetensors':
+        path = str(tmp_path / 'model.safetensors')
+        save_file({k: v.contiguous() for k, v in hf_sd.items()}, path)
+    elif fmt == 'official':
+        path = _save(tmp_path / 'swiftformer_xs.pth', _official_from_hf(hf_sd))
+    elif fmt == 'timm':  # timm's names are mmswift's, plus norm/head/head_dist
+        sd = dict(reference.state_dict())
+        sd.update({'norm.weight': torch.ones(220), 'head.weight': torch.zeros(10, 220),
+                   'head_dist.weight': torch.zeros(10, 220)})
+        path = _save(tmp_path / 'timm.pth', sd)
+    else:  # an mmswift Mask R-CNN-like checkpoint, saved by mmengine
+        sd = {f'backbone.{k}': v for k, v in reference.state_dict().items()}
+        sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 48, 1, 1)
+        path = _save(tmp_path / 'epoch_12.pth', {'meta': {'epoch': 12}, 'state_dict': sd})
+
+    model = SwiftFormer('xs', out_norm_cfg=None, attn_norm='softmax').eval()
+    report = load_pretrained(model, path)
+    assert report['missing'] == []
+    assert len(report['loaded']) == len(model.state_dict())
+    with torch.no_grad():
+        for a, b in zip(model(x), expected):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    if fmt in ('hf_classifier_bin', 'official'):
+        assert any('head' in k for k in report['dropped'])
+        assert any(k.endswith('dist_head.weight') for k in report['dropped'])
+
+
+def _save(path, obj):
+    torch.save(obj, path)
+    return str(path)
+
+
+def test_load_logs_loaded_missing_and_dropped(hf_swiftformer, tmp_path, capsys):
+    hf = hf_swiftformer('xs', classifier=True)
+    path = _save(tmp_path / 'cls.bin', hf.state_dict())
+    logger = MMLogger.get_instance('test_load_logs', log_level='INFO')
+    model = SwiftFormer('xs', out_indices=(0, 3))  # BN output norms: not in an ImageNet ckpt
+    report = load_pretrained(model, path, logger=logger)
+    assert sorted(k.split('.')[0] for k in report['missing']) == ['norm0'] * 5 + ['norm3'] * 5
+    assert set(report['dropped']) == {'norm.weight', 'norm.bias', 'norm.running_mean',
+                                      'norm.running_var', 'norm.num_batches_tracked',
+                                      'head.weight', 'head.bias', 'dist_head.weight',
+                                      'dist_head.bias'}
+    out = capsys.readouterr().out
+    assert 'huggingface format' in out and 'missing in checkpoint' in out
+    assert 'dropped from checkpoint' in out and 'dist_head.weight' in out
+
+
+def test_wrong_variant_names_both_variants(hf_swiftformer, tmp_path):
+    path = _save(tmp_path / 'l1.bin', hf_swiftformer('l1').state_dict())
+    model = SwiftFormer('xs')
+    with pytest.raises(CheckpointError) as e:
+        load_pretrained(model, path)
+    msg = str(e.value)
+    assert 'SwiftFormer-L1' in msg and "arch='xs'" in msg and 'l1.bin' in msg
+    assert 'size mismatch' not in msg and '\n' not in msg
+
+
+def test_missing_truncated_and_foreign_checkpoints(hf_swiftformer, tmp_path):
+    model = SwiftFormer('xs')
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        load_pretrained(model, str(tmp_path / 'nope.pth'))
+
+    good = _save(tmp_path / 'good.bin', hf_swiftformer('xs').state_dict())
+    data = open(good, 'rb').read()
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='truncated.pth.*truncated'):
+        load_pretrained(model, str(truncated))
+
+    text = tmp_path / 'notes.pth'
+    text.write_text('hello')
+    with pytest.raises(CheckpointError, match='notes.pth'):
+        load_pretrained(model, str(text))
+
+    resnet = _save(tmp_path / 'resnet.pth', {'conv1.weight': torch.zeros(64, 3, 7, 7)})
+    with pytest.raises(CheckpointError, match='not a SwiftFormer checkpoint'):
+        load_pretrained(model, resnet)
+
+
+def test_missing_path_through_init_cfg_is_one_line(tmp_path):
+    model = SwiftFormer('xs', init_cfg=dict(type='Pretrained',
+                                            checkpoint='checkpoints/swiftformer_xs.pth'))
+    with pytest.raises(FileNotFoundError) as e:
+        model.init_weights()
+    assert 'checkpoints/swiftformer_xs.pth' in str(e.value)
+    assert '--cfg-options' in str(e.value) and '\n' not in str(e.value)
+
+
+def test_convert_tool_writes_a_loadable_backbone(hf_swiftformer, tmp_path):
+    hf = hf_swiftformer('s', classifier=True)
+    src = _save(tmp_path / 'swiftformer_s_hf.bin', hf.state_dict())
+    dst = str(tmp_path / 'out' / 'swiftformer_s.pth')
+    proc = run_py('tools/convert_checkpoint.py', src, dst)
+    assert proc.returncode == 0, proc.stderr
+    assert 'SwiftFormer-S' in proc.stdout
+    ckpt = torch.load(dst)
+    assert ckpt['meta']['arch'] == 's'
+    assert not any(k.startswith(('head', 'dist_head', 'norm.')) for k in ckpt['state_dict'])
+    model = SwiftFormer('s', out_norm_cfg=None, attn_norm='softmax').eval()
+    report = load_pretrained(model, dst)
+    assert report['missing'] == [] and report['format'] == 'timm'
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[3], _hf_stage_outputs(hf, x)[3], rtol=0, atol=1e-5)
+
+    wrong = run_py('tools/convert_checkpoint.py', src, dst, '--arch', 'l3')
+    assert wrong.returncode == 1
+    assert 'SwiftFormer-S' in wrong.stderr and "arch='l3'" in wrong.stderr
+    assert not os.path.exists(str(tmp_path / 'missing.pth'))
+    missing = run_py('tools/convert_checkpoint.py', str(tmp_path / 'missing.pth'), dst)
+    assert missing.returncode == 1 and 'missing.pth' in missing.stderr

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Install mmswift and its OpenMMLab stack into a virtual environment (default: ./.venv).
+#
+#   bash tools/install.sh
+#
+# Order matters: torch first (CPU wheel), then mmcv with compiled ops, then the rest.
+# mmcv has no binary wheel on PyPI and its sdist takes ~30 min to build on 2 cores, so a
+# ready wheel is looked up first, keyed on mmcv, torch and Python versions:
+#   1. the local wheel cache   ($MMSWIFT_WHEEL_CACHE, default ~/.cache/mmswift/wheels/<key>/)
+#   2. the shared wheelhouse    ($MMSWIFT_WHEELHOUSE, default <repo>/../shared/wheelhouse/),
+#      which holds mmcv 2.1.0 for CPython 3.11 + torch 2.13.0+cpu only
+#   3. otherwise the PyPI sdist is built with MMCV_WITH_OPS=1 and the wheel is cached.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${MMSWIFT_VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+MMCV_VERSION=2.1.0
+CACHE_ROOT=${MMSWIFT_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mmswift/wheels}
+WHEELHOUSE=${MMSWIFT_WHEELHOUSE:-$ROOT/../shared/wheelhouse}
+
+log() { echo "[install] $*"; }
+start=$(date +%s)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --disable-pip-version-check)
+
+log "build tools and torch==$TORCH_VERSION"
+"${PIP[@]}" -q "setuptools<82" wheel ninja psutil
+"${PIP[@]}" -q "torch==$TORCH_VERSION"
+
+torch_full=$("$PY" -c 'import torch; print(torch.__version__)')
+py_tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+key="mmcv-$MMCV_VERSION-torch$torch_full-$py_tag"
+cache_dir="$CACHE_ROOT/$key"
+
+mmcv_ok() {
+  "$PY" - "$MMCV_VERSION" <<'PYEOF' >/dev/null 2>&1
+import sys, mmcv, mmcv._ext  # _ext: the compiled ops Mask R-CNN needs (RoIAlign, NMS)
+assert mmcv.__version__ == sys.argv[1]
+PYEOF
+}
+
+if mmcv_ok; then
+  log "mmcv $MMCV_VERSION with ops already installed"
+else
+  wheel=""
+  for cand in "$cache_dir"/mmcv-"$MMCV_VERSION"-*.whl; do [ -f "$cand" ] && wheel=$cand && break; done
+  if [ -z "$wheel" ] && [ "$torch_full" = "2.13.0+cpu" ] && [ "$py_tag" = "cp311" ] && [ "$(uname -m)" = "x86_64" ]; then
+    for cand in "$WHEELHOUSE"/mmcv-"$MMCV_VERSION"-cp311-*.whl; do [ -f "$cand" ] && wheel=$cand && break; done
+  fi
+  if [ -n "$wheel" ]; then
+    log "installing ready mmcv wheel $wheel"
+    "${PIP[@]}" -q --no-deps --force-reinstall "$wheel"
+    # its runtime dependencies (opencv, addict, yapf, ...) come from PyPI
+    "${PIP[@]}" -q "$wheel"
+  else
+    log "no ready mmcv wheel for $key: building mmcv $MMCV_VERSION with ops from source (~30 min on 2 cores)"
+    mkdir -p "$cache_dir"
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --no-build-isolation --no-deps \
+      -w "$cache_dir" "mmcv==$MMCV_VERSION"
+    "${PIP[@]}" -q "$cache_dir"/mmcv-"$MMCV_VERSION"-*.whl
+  fi
+  mmcv_ok || { echo "[install] error: mmcv $MMCV_VERSION installed but 'import mmcv._ext' fails; delete $cache_dir and run again to rebuild" >&2; exit 1; }
+fi
+# keep a copy in the local cache so a later fresh venv need not look further
+if [ ! -d "$cache_dir" ] || ! ls "$cache_dir"/mmcv-*.whl >/dev/null 2>&1; then
+  if [ -n "${wheel:-}" ]; then mkdir -p "$cache_dir" && cp "$wheel" "$cache_dir/"; fi
+fi
+
+log "OpenMMLab stack, test requirements and mmswift (editable)"
+"${PIP[@]}" -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" "torch==$TORCH_VERSION"
+"${PIP[@]}" -q --no-build-isolation --no-deps -e "$ROOT"
+"$PY" -c 'import mmswift, mmdet, mmseg, mmcv.ops; print("[install] ok: mmswift", mmswift.__version__, "mmdet", mmdet.__version__, "mmseg", mmseg.__version__)'
+log "done in $(( $(date +%s) - start )) s; activate with: source $VENV/bin/activate"
