@@ -5,6 +5,7 @@ built by mmdet or mmseg can name ``type='mmswift.SwiftFormer'``: the scope
 prefix sends the lookup to this registry, and ``locations`` imports the
 module that registers it.
 """
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -15,3 +16,6 @@ MODELS = Registry(
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmswift',
     locations=['mmswift.engine'])
+DATASETS = Registry(
+    'dataset', parent=MMENGINE_DATASETS, scope='mmswift',
+    locations=['mmswift.datasets'])

@@ -46,3 +46,47 @@ def hf_swiftformer():
         return randomize_(cls(cfg), seed).eval()
 
     return make
+
+
+def write_config(path, base: str, body: str) -> str:
+    """A config inheriting ``base`` (a repo-relative path), as a user writes one."""
+    path.write_text(f'_base_ = {os.path.join(REPO, base)!r}\n' + body)
+    return str(path)
+
+
+def tiny_det_config(tmp_path, **train_overrides) -> str:
+    """The demo-shapes Mask R-CNN on 8 train / 4 val images of 128x128."""
+    root = str(tmp_path / 'shapes') + '/'
+    gen = "dict(num_train=8, num_val=4, size=128, seed=1)"
+    return write_config(tmp_path / 'tiny_det.py',
+                        'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py', f'''
+train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, generate={gen}))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, generate={gen}))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file={root!r} + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+train_cfg = dict(max_epochs={train_overrides.get('max_epochs', 1)}, val_interval=1)
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3), logger=dict(interval=1))
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
+custom_hooks = [dict(type='mmswift.FeatureMapVisHook', interval=1, stage=0)]
+''')
+
+
+def tiny_seg_config(tmp_path, max_iters: int = 2) -> str:
+    """The demo-scenes Semantic FPN on 4 train / 3 val images of 96x96."""
+    root = str(tmp_path / 'scenes')
+    gen = "dict(num_train=4, num_val=3, size=96, seed=1)"
+    return write_config(tmp_path / 'tiny_seg.py',
+                        'configs/seg/fpn_swiftformer-xs_demo-scenes.py', f'''
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, generate={gen}))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+    dataset=dict(data_root={root!r}, generate={gen}))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters={max_iters}, val_interval={max_iters})
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3), logger=dict(interval=1))
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
+custom_hooks = [dict(type='mmswift.FeatureMapVisHook', interval=1, stage=0)]
+''')

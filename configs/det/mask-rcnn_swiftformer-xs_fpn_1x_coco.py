@@ -1,0 +1,9 @@
+# Mask R-CNN 1x on COCO with SwiftFormer-XS: the L1 recipe, XS backbone.
+_base_ = './mask-rcnn_swiftformer-l1_fpn_1x_coco.py'
+
+variant = 'xs'
+model = dict(
+    backbone=dict(
+        arch=variant,
+        init_cfg=dict(checkpoint=f'checkpoints/swiftformer_{variant}.pth')),
+    neck=dict(in_channels=[48, 56, 112, 220]))

@@ -1,0 +1,6 @@
+"""Generated demo datasets. Importing this package imports mmdet and mmseg;
+the generators themselves (``shapes_coco``, ``scenes_ade``) need neither."""
+from .demo_scenes import DemoScenesDataset
+from .demo_shapes import DemoShapesDataset
+
+__all__ = ['DemoShapesDataset', 'DemoScenesDataset']

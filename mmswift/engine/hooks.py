@@ -1,0 +1,68 @@
+"""A hook that shows the backbone's features forming during training."""
+from typing import Optional
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmswift.registry import HOOKS
+
+
+@HOOKS.register_module()
+class FeatureMapVisHook(Hook):
+    """Every ``interval`` iterations, draw one backbone stage of a fixed
+    validation image over that image and send it to the visualizer's
+    backends (``vis_data/vis_image/`` for the default local backend,
+    TensorBoard or W&B when configured), named ``stage{k}_featmap``.
+
+    Args:
+        interval: iterations between drawings.
+        stage: backbone stage, 0 = stride 4.
+        image_index: which validation sample to draw.
+        reduction: ``'squeeze_mean'`` or ``'select_max'`` (draw_featmap's).
+        alpha: heatmap opacity.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, interval: int = 100, stage: int = 0, image_index: int = 0,
+                 reduction: str = 'squeeze_mean', alpha: float = 0.5) -> None:
+        self.interval = interval
+        self.stage = stage
+        self.image_index = image_index
+        self.reduction = reduction
+        self.alpha = alpha
+        self._sample: Optional[dict] = None
+
+    def _fixed_sample(self, runner) -> dict:
+        if self._sample is None:
+            dataset = runner.val_loop.dataloader.dataset
+            self._sample = dataset[self.image_index % len(dataset)]
+        return self._sample
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self.every_n_train_iters(runner, self.interval):
+            return
+        if runner.val_loop is None:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        sample = self._fixed_sample(runner)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                data = model.data_preprocessor(
+                    dict(inputs=[sample['inputs']], data_samples=[sample['data_samples']]), False)
+                feat = model.backbone(data['inputs'])[self.stage][0]
+        finally:
+            model.train(was_training)
+        h, w = data['data_samples'][0].img_shape
+        stride = data['inputs'].shape[-1] / feat.shape[-1]
+        feat = feat[:, :int(np.ceil(h / stride)), :int(np.ceil(w / stride))]
+        image = sample['inputs'][:, :h, :w].permute(1, 2, 0).numpy()[..., ::-1].copy()  # BGR->RGB
+        drawn = runner.visualizer.draw_featmap(
+            feat, image, channel_reduction=self.reduction, alpha=self.alpha,
+            resize_shape=(h, w))
+        runner.visualizer.add_image(f'stage{self.stage + 1}_featmap', drawn,
+                                    step=runner.iter + 1)

@@ -1,0 +1,148 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do to a config before
+handing it to mmengine's Runner. One code path serves mmdet and mmseg
+configs alike: the config's ``default_scope`` says which it is, and only
+the few flags whose meaning differs between the two (``--show-dir``,
+``--out``) look at it.
+"""
+import os
+import os.path as osp
+from typing import Any, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+
+class ConfigNotFoundError(FileNotFoundError):
+    pass
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    if not osp.isfile(path):
+        raise ConfigNotFoundError(
+            f'config file not found: {path} (configs live in configs/det/ and '
+            f'configs/seg/; run from the repository root or give the full path)')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def default_work_dir(config_path: str) -> str:
+    return osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def _replace_norm_type(node: Any, old: str, new: str) -> int:
+    """Rewrite ``type=old`` norm configs in place; returns how many."""
+    count = 0
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.endswith('norm_cfg') and isinstance(value, dict) \
+                    and value.get('type') == old:
+                value['type'] = new
+                count += 1
+            else:
+                count += _replace_norm_type(value, old, new)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_norm_type(value, old, new)
+    return count
+
+
+def adapt_to_device(cfg: Config, launcher: str) -> int:
+    """Make a GPU-cluster config run on CPU-only machines as well.
+
+    * distributed CPU runs use gloo, and DDP must not get ``device_ids``;
+    * SyncBN has no CPU implementation: with several CPU processes it is
+      replaced by BN (each process normalises over its own batch), logged.
+      A single process needs nothing: mmengine reverts SyncBN itself.
+
+    Returns how many SyncBN configs were replaced.
+    """
+    if torch.cuda.is_available() or launcher == 'none':
+        return 0
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    n = _replace_norm_type(cfg.model, 'SyncBN', 'BN')
+    if n:
+        print_log(f'SyncBN has no CPU implementation: {n} SyncBN layer config(s) '
+                  f'replaced by BN for this CPU run (statistics per process)',
+                  logger='current')
+    return n
+
+
+def apply_train_args(cfg: Config, args) -> Config:
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); '
+                               'drop --amp to train in fp32 on this machine')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
+            raise RuntimeError(f'--auto-scale-lr: {args.config} has no '
+                               f'auto_scale_lr.base_batch_size to scale from')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise FileNotFoundError(f'--resume: checkpoint not found: {args.resume}')
+        cfg.resume, cfg.load_from = True, args.resume
+    adapt_to_device(cfg, args.launcher)
+    return cfg
+
+
+def apply_test_args(cfg: Config, args) -> Config:
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+    scope = cfg.get('default_scope', 'mmdet')
+    if args.show_dir or args.show:
+        hook = cfg.default_hooks.get('visualization')
+        if hook is None:
+            raise RuntimeError(f'{args.config} has no default_hooks.visualization '
+                               f'to draw with; --show/--show-dir need one')
+        hook['draw'] = True
+        if args.show:
+            hook['show'] = True
+            hook['wait_time'] = args.wait_time
+        if args.show_dir:
+            if scope == 'mmseg':  # SegVisualizationHook draws into the visualizer's save_dir
+                cfg.visualizer['save_dir'] = args.show_dir
+                hook['interval'] = 1
+            else:  # DetVisualizationHook
+                hook['test_out_dir'] = args.show_dir
+    if args.out:
+        if scope == 'mmseg':  # a folder of predicted label PNGs, as mmseg's test.py
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+        else:  # a pickle of predictions, as mmdet's test.py
+            if not args.out.endswith(('.pkl', '.pickle')):
+                raise ValueError(f'--out {args.out}: detection results are saved as a '
+                                 f'.pkl/.pickle file')
+            evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) \
+                else [cfg.test_evaluator]
+            cfg.test_evaluator = evaluators + [
+                dict(type='DumpDetResults', out_file_path=args.out)]
+    adapt_to_device(cfg, args.launcher)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def setup_local_rank(local_rank: int) -> None:
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(local_rank)

@@ -1,0 +1,156 @@
+"""Mask R-CNN configs, a training step per variant, and the tools end to end."""
+import glob
+import json
+import os
+import socket
+
+import cv2
+import pytest
+import torch
+from mmengine.config import Config
+
+from .conftest import PYTHON, REPO, run_py, tiny_det_config
+
+VARIANTS = {'xs': [48, 56, 112, 220], 's': [48, 64, 168, 224],
+            'l1': [48, 96, 192, 384], 'l3': [64, 128, 320, 512]}
+
+
+def coco_config(variant: str) -> Config:
+    return Config.fromfile(
+        os.path.join(REPO, f'configs/det/mask-rcnn_swiftformer-{variant}_fpn_1x_coco.py'))
+
+
+@pytest.mark.parametrize('variant', sorted(VARIANTS))
+def test_coco_config_is_the_papers_recipe_and_builds(variant):
+    from mmcv.transforms import Compose
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    cfg = coco_config(variant)
+    bb = cfg.model.backbone
+    assert bb.type == 'mmswift.SwiftFormer' and bb.arch == variant
+    assert bb.init_cfg.checkpoint == f'checkpoints/swiftformer_{variant}.pth'
+    assert cfg.model.neck.in_channels == VARIANTS[variant]
+    assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
+    warmup, steps = cfg.param_scheduler
+    assert (warmup.type, warmup.end, warmup.by_epoch) == ('LinearLR', 500, False)
+    assert (steps.type, steps.milestones) == ('MultiStepLR', [8, 11])
+    assert cfg.train_cfg.max_epochs == 12
+    assert cfg.train_dataloader.batch_size == 2 and cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.train_dataloader.dataset.ann_file == 'annotations/instances_train2017.json'
+    assert cfg.data_root == 'data/coco/'
+    pipe = {t.type: t for t in cfg.train_pipeline}
+    assert pipe['Resize'].scale == (1333, 800) and pipe['RandomFlip'].prob == 0.5
+    assert 'mmswift' in cfg.custom_imports.imports
+
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    assert model.backbone.embed_dims == VARIANTS[variant]
+    Compose(cfg.train_pipeline)
+    Compose(cfg.test_pipeline)
+
+
+def test_amp_variant_only_changes_the_optim_wrapper():
+    amp = Config.fromfile(os.path.join(REPO, 'configs/det/mask-rcnn_swiftformer-l1_fpn_amp-1x_coco.py'))
+    fp32 = coco_config('l1')
+    assert amp.optim_wrapper.type == 'AmpOptimWrapper'
+    assert amp.optim_wrapper.optimizer == fp32.optim_wrapper.optimizer
+    assert amp.model == fp32.model
+
+
+@pytest.mark.parametrize('variant', sorted(VARIANTS))
+def test_one_training_step_per_variant(variant):
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from mmdet.utils import register_all_modules
+    from mmengine.optim import build_optim_wrapper
+    register_all_modules()
+    torch.manual_seed(0)
+    cfg = coco_config(variant)
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 128, 160), (3, 128, 128)],
+                          num_items=[3, 2], num_classes=80, with_mask=True)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    before = model.backbone.stem[0].weight.detach().clone()
+    log_vars = model.train_step(data, optim)
+    assert torch.isfinite(log_vars['loss'])
+    for key in ('loss_rpn_cls', 'loss_cls', 'loss_bbox', 'loss_mask'):
+        assert key in log_vars and torch.isfinite(log_vars[key])
+    assert not torch.equal(before, model.backbone.stem[0].weight)
+
+
+def _metrics_json(work_dir):
+    for path in sorted(glob.glob(os.path.join(work_dir, '*', '*.json')), key=os.path.getmtime)[::-1]:
+        data = json.load(open(path))
+        if isinstance(data, dict):
+            return data
+    raise AssertionError(f'no metrics json in {work_dir}')
+
+
+def test_train_tool_then_test_tool_on_generated_data(tmp_path):
+    cfg = tiny_det_config(tmp_path)
+    work = str(tmp_path / 'work')
+    train = run_py('tools/train.py', cfg, '--work-dir', work)
+    assert train.returncode == 0, train.stderr[-3000:]
+    # the FeatureMapVisHook drew stage one after every iteration
+    drawn = glob.glob(os.path.join(work, '*', 'vis_data', 'vis_image', 'stage1_featmap_*.png'))
+    assert len(drawn) == 2
+    ckpt = os.path.join(work, 'epoch_1.pth')
+    assert os.path.isfile(ckpt)
+    assert os.path.isfile(str(tmp_path / 'shapes' / 'annotations' / 'instances_train.json'))
+    out = str(tmp_path / 'preds.pkl')
+    test = run_py('tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'),
+                  '--out', out, '--show-dir', 'vis')
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics = _metrics_json(str(tmp_path / 'test'))
+    for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
+        assert key in metrics and 0.0 <= metrics[key] <= 1.0
+    assert os.path.getsize(out) > 0
+    drawn = glob.glob(str(tmp_path / 'test' / '*' / 'vis' / '*.png'))
+    assert len(drawn) == 4
+    # mmdet's DetInferencer with this config and the trained checkpoint
+    image = str(tmp_path / 'shapes' / 'val' / '000001.png')
+    demo = run_py('tools/image_demo.py', image, cfg, ckpt, '--out-dir', str(tmp_path / 'demo'),
+                  '--score-thr', '0')
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    out_png = cv2.imread(str(tmp_path / 'demo' / 'vis' / '000001.png'))
+    assert out_png is not None and out_png.shape == (128, 128, 3)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_dist_train_two_processes_on_cpu_gloo(tmp_path):
+    import subprocess
+    cfg = tiny_det_config(tmp_path)
+    work = str(tmp_path / 'work')
+    env = dict(os.environ, PYTHON=PYTHON, PORT=str(_free_port()), PYTHONPATH=REPO,
+               OMP_NUM_THREADS='1')
+    proc = subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work],
+                          cwd=REPO, env=env, text=True, capture_output=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert 'Distributed training: True' in log
+    ckpt = torch.load(os.path.join(work, 'epoch_1.pth'))
+    # 8 images, 4 per process, 2 processes: one iteration per epoch
+    assert ckpt['meta']['iter'] == 1 and ckpt['meta']['epoch'] == 1
+
+
+def test_resume_continues_from_the_saved_iteration(tmp_path):
+    work = str(tmp_path / 'work')
+    first = run_py('tools/train.py', tiny_det_config(tmp_path), '--work-dir', work)
+    assert first.returncode == 0, first.stderr[-3000:]
+    longer = tiny_det_config(tmp_path, max_epochs=2)
+    resumed = run_py('tools/train.py', longer, '--work-dir', work, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert 'resumed epoch: 1, iter: 2' in log
+    assert 'Epoch(train) [1]' not in log  # nothing of epoch 1 is trained again
+    ckpt = torch.load(os.path.join(work, 'epoch_2.pth'))
+    assert ckpt['meta']['epoch'] == 2 and ckpt['meta']['iter'] == 4

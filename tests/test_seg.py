@@ -1,0 +1,168 @@
+"""Semantic FPN configs, a training step per variant, the tools end to end,
+and the AlignResize test pipeline."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from .conftest import REPO, run_py, tiny_seg_config
+
+VARIANTS = {'xs': [48, 56, 112, 220], 's': [48, 64, 168, 224],
+            'l1': [48, 96, 192, 384], 'l3': [64, 128, 320, 512]}
+
+
+def ade_config(variant: str) -> Config:
+    return Config.fromfile(
+        os.path.join(REPO, f'configs/seg/fpn_swiftformer-{variant}_8xb4-40k_ade20k-512x512.py'))
+
+
+@pytest.mark.parametrize('variant', sorted(VARIANTS))
+def test_ade20k_config_is_the_papers_recipe_and_builds(variant):
+    from mmcv.transforms import Compose
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = ade_config(variant)
+    m = cfg.model
+    assert m.backbone.type == 'mmswift.SwiftFormer' and m.backbone.arch == variant
+    assert m.backbone.init_cfg.checkpoint == f'checkpoints/swiftformer_{variant}.pth'
+    assert m.pretrained is None
+    assert m.neck.in_channels == VARIANTS[variant] and m.neck.out_channels == 256
+    assert m.decode_head.channels == 128 and m.decode_head.num_classes == 150
+    assert m.decode_head.norm_cfg.type == 'SyncBN'
+    assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
+    (poly, ) = cfg.param_scheduler
+    assert (poly.type, poly.power, poly.eta_min, poly.end) == ('PolyLR', 0.9, 0.0, 40000)
+    assert cfg.train_cfg.max_iters == 40000 and cfg.train_cfg.val_interval == 4000
+    assert cfg.default_hooks.checkpoint.interval == 4000
+    assert cfg.train_dataloader.batch_size == 4
+    assert cfg.data_root == 'data/ade/ADEChallengeData2016'
+    train = {t.type: t for t in cfg.train_pipeline}
+    assert train['RandomResize'].scale == (2048, 512)
+    assert train['RandomResize'].ratio_range == (0.5, 2.0)
+    assert train['RandomCrop'].crop_size == (512, 512) and train['RandomCrop'].cat_max_ratio == 0.75
+    assert 'RandomFlip' in train and 'PhotoMetricDistortion' in train
+    test_types = [t.type for t in cfg.test_dataloader.dataset.pipeline]
+    assert test_types[1:3] == ['Resize', 'ResizeToMultiple']
+
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    assert model.backbone.embed_dims == VARIANTS[variant]
+    Compose(cfg.train_pipeline)
+    Compose(cfg.test_dataloader.dataset.pipeline)
+
+
+@pytest.mark.parametrize('variant', sorted(VARIANTS))
+def test_one_training_step_per_variant(variant):
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    torch.manual_seed(0)
+    cfg = ade_config(variant)
+    cfg.model.backbone.init_cfg = None
+    cfg.model.data_preprocessor.size = (96, 96)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))  # one CPU process
+    model.init_weights()
+    model.train()
+    samples = []
+    for _ in range(2):
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 96, 96)))
+        s.set_metainfo(dict(img_shape=(96, 96), ori_shape=(96, 96), pad_shape=(96, 96)))
+        samples.append(s)
+    data = dict(inputs=[torch.randint(0, 256, (3, 96, 96), dtype=torch.uint8) for _ in range(2)],
+                data_samples=samples)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    before = model.backbone.stem[0].weight.detach().clone()
+    log_vars = model.train_step(data, optim)
+    assert torch.isfinite(log_vars['loss']) and log_vars['loss'] > 0
+    assert not torch.equal(before, model.backbone.stem[0].weight)
+
+
+@pytest.mark.parametrize('h,w', [(333, 517), (511, 700), (97, 1501)])
+def test_test_pipeline_resizes_odd_images_to_multiples_of_32(tmp_path, h, w):
+    import cv2
+    from mmcv.transforms import Compose
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    cfg = ade_config('l1')
+    img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'a.jpg'), img)
+    cv2.imwrite(str(tmp_path / 'a.png'), np.ones((h, w), np.uint8))
+    pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+    out = pipeline(dict(img_path=str(tmp_path / 'a.jpg'), seg_map_path=str(tmp_path / 'a.png'),
+                        reduce_zero_label=True, seg_fields=[]))
+    rh, rw = out['inputs'].shape[-2:]
+    assert rh % 32 == 0 and rw % 32 == 0
+    # keep-ratio resize into (2048, 512), then each side up to the next multiple of 32
+    scale = min(2048 / max(h, w), 512 / min(h, w))
+    assert rh == int(np.ceil(int(h * scale + 0.5) / 32)) * 32
+    assert rw == int(np.ceil(int(w * scale + 0.5) / 32)) * 32
+    assert out['data_samples'].ori_shape == (h, w)
+
+
+def test_train_tool_then_test_tool_on_generated_data(tmp_path):
+    cfg = tiny_seg_config(tmp_path)
+    work = str(tmp_path / 'work')
+    train = run_py('tools/train.py', cfg, '--work-dir', work)
+    assert train.returncode == 0, train.stderr[-3000:]
+    # the FeatureMapVisHook drew stage one after every iteration
+    drawn = glob.glob(os.path.join(work, '*', 'vis_data', 'vis_image', 'stage1_featmap_*.png'))
+    assert len(drawn) == 2
+    log = train.stdout + train.stderr
+    # one CPU process: mmengine reverts the head's SyncBN to BN, and says so
+    assert 'SyncBatchNorm (SyncBN) layers in the model will be automatically reverted' in log
+    ckpt = os.path.join(work, 'iter_2.pth')
+    assert os.path.isfile(ckpt)
+    assert os.path.isdir(str(tmp_path / 'scenes' / 'annotations' / 'validation'))
+    test = run_py('tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'),
+                  '--out', str(tmp_path / 'pred'), '--show-dir', str(tmp_path / 'vis'))
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics = [json.load(open(p)) for p in glob.glob(str(tmp_path / 'test' / '*' / '*.json'))]
+    metrics = [m for m in metrics if isinstance(m, dict) and 'mIoU' in m]
+    assert metrics and 0.0 <= metrics[0]['mIoU'] <= 100.0
+    assert len(glob.glob(str(tmp_path / 'pred' / '*.png'))) == 3
+    assert len(glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)) == 3
+    # mmseg's MMSegInferencer with this config and the trained checkpoint: a coloured overlay
+    image = str(tmp_path / 'scenes' / 'images' / 'validation' / '000000.jpg')
+    demo = run_py('tools/image_demo.py', image, cfg, ckpt, '--out-dir', str(tmp_path / 'demo'))
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    drawn = glob.glob(str(tmp_path / 'demo' / 'vis' / '*'))
+    assert len(drawn) == 1
+    import cv2
+    overlay, original = cv2.imread(drawn[0]), cv2.imread(image)
+    assert overlay.shape == original.shape and not np.array_equal(overlay, original)
+
+
+def test_syncbn_becomes_bn_for_distributed_cpu_runs():
+    import io
+    import logging
+
+    from mmengine.logging import MMLogger
+
+    from mmswift.engine.launch import adapt_to_device
+    cfg = ade_config('xs')
+    assert adapt_to_device(cfg, 'none') == 0
+    assert cfg.model.decode_head.norm_cfg.type == 'SyncBN'  # one process: mmengine reverts
+    if torch.cuda.is_available():
+        return
+    logger = MMLogger.get_instance('test_syncbn')
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        assert adapt_to_device(cfg, 'pytorch') == 1
+    finally:
+        logger.removeHandler(handler)
+    assert cfg.model.decode_head.norm_cfg.type == 'BN'
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert 'SyncBN has no CPU implementation' in stream.getvalue()

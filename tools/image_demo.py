@@ -1,0 +1,44 @@
+"""Draw a trained model's predictions on images.
+
+    python tools/image_demo.py IMAGE CONFIG CHECKPOINT [--out-dir outputs]
+
+Detection configs draw boxes and masks (mmdet's DetInferencer); segmentation
+configs draw a coloured class overlay (mmseg's MMSegInferencer). The PNGs go
+to ``OUT_DIR/vis/``.
+"""
+import argparse
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('inputs', help='image file or folder')
+    p.add_argument('config', help='config file')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--out-dir', default='outputs', help='output folder')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
+    p.add_argument('--opacity', type=float, default=0.5, help='segmentation overlay opacity')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import mmswift  # noqa: F401
+    from mmswift.apis import build_inferencer
+    try:
+        inferencer = build_inferencer(args.config, args.checkpoint, args.device)
+    except FileNotFoundError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if type(inferencer).__name__ == 'MMSegInferencer':
+        inferencer(args.inputs, out_dir=args.out_dir, opacity=args.opacity)
+    else:
+        inferencer(args.inputs, out_dir=args.out_dir, pred_score_thr=args.score_thr,
+                   no_save_pred=True)
+    print(f'drawn predictions written to {args.out_dir}/vis/')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
