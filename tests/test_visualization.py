@@ -1,0 +1,112 @@
+"""tools/visualize_features.py, the energy-in-mask ratio, the training hook."""
+import importlib.util
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from mmswift.visualization import energy_in_mask_ratio
+
+from .conftest import REPO
+
+_spec = importlib.util.spec_from_file_location(
+    'visualize_features', os.path.join(REPO, 'tools', 'visualize_features.py'))
+vis_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(vis_tool)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A colour photo-like image, a grayscale and an RGBA one, of odd sizes."""
+    rng = np.random.default_rng(0)
+    d = tmp_path / 'imgs'
+    d.mkdir()
+    yy, xx = np.mgrid[0:90, 0:130]
+    img = np.zeros((90, 130, 3), np.uint8) + 40
+    img[(yy - 45) ** 2 + (xx - 60) ** 2 < 400] = (230, 60, 30)  # a disc to localize
+    img = np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+    cv2.imwrite(str(d / 'colour.png'), img)
+    cv2.imwrite(str(d / 'gray.png'), img[..., 0])
+    rgba = np.concatenate([img, np.full((90, 130, 1), 200, np.uint8)], 2)
+    cv2.imwrite(str(d / 'rgba.png'), rgba)
+    return d
+
+
+@pytest.mark.parametrize('reduction', ['mean', 'max', 'pca'])
+@pytest.mark.parametrize('stages', [[1], [1, 2, 3, 4]])
+def test_figure_size_per_reduction_and_stage_set(images, tmp_path, reduction, stages):
+    out = tmp_path / 'out'
+    rc = vis_tool.main([str(images / 'colour.png'), '--arch', 'xs', '--stages',
+                        *map(str, stages), '--reduction', reduction, '--out-dir', str(out)])
+    assert rc == 0
+    fig = cv2.imread(str(out / f'colour_{reduction}.png'))
+    # title bar + image height; input plus one panel per stage, 6 px apart
+    assert fig.shape[:2] == (28 + 90, 130 + len(stages) * (6 + 130))
+    panel = fig[28:, 136:266].astype(float)
+    assert panel.std() > 5  # the heatmap is not constant
+    assert not np.array_equal(panel, fig[28:, :130])
+
+
+def test_topk_grid_and_greyscale_rgba_inputs(images, tmp_path):
+    out = tmp_path / 'out'
+    rc = vis_tool.main([str(images), '--arch', 'xs', '--reduction', 'topk', '--topk', '4',
+                        '--out-dir', str(out)])
+    assert rc == 0
+    for stem in ('colour', 'gray', 'rgba'):
+        fig = cv2.imread(str(out / f'{stem}_topk.png'))
+        assert fig is not None and fig.shape[0] == 28 + 90
+        assert fig.shape[1] > 130 + 6  # input plus a 2x2 grid panel
+
+
+def test_energy_ratio_is_one_for_uniform_and_high_inside_mask():
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True  # a quarter of the image
+    uniform = torch.ones(8, 16, 16) * 3.0
+    assert energy_in_mask_ratio(uniform, mask) == pytest.approx(1.0, abs=1e-6)
+    inside = torch.zeros(8, 16, 16)
+    inside[:, 5:11, 5:11] = 2.0  # within the mask even after bilinear upsampling
+    assert energy_in_mask_ratio(inside, mask) == pytest.approx(4.0, rel=1e-6)
+    outside = torch.ones(8, 16, 16)
+    outside[:, 4:12, 4:12] = 0.0
+    assert energy_in_mask_ratio(outside, mask) < 0.3
+
+
+def test_bad_inputs_give_one_line_errors_and_the_rest_are_drawn(images, tmp_path, capsys):
+    (images / 'corrupt.png').write_bytes(b'\x89PNG not really')
+    out = tmp_path / 'out'
+    rc = vis_tool.main([str(images), '--arch', 'xs', '--out-dir', str(out)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith('error:')]
+    assert lines == [f'error: {images / "corrupt.png"}: not a readable image']
+    assert sorted(os.listdir(out)) == ['colour_mean.png', 'gray_mean.png', 'rgba_mean.png']
+
+    rc = vis_tool.main([str(images / 'missing.jpg'), '--arch', 'xs', '--out-dir', str(out)])
+    assert rc == 1
+    assert 'missing.jpg: no such file' in capsys.readouterr().err
+
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    rc = vis_tool.main([str(empty), '--arch', 'xs', '--out-dir', str(out)])
+    assert rc == 2
+    assert f'error: {empty}: folder holds no images' in capsys.readouterr().err
+
+
+def test_config_mode_after_neck_and_mask_ratios(tmp_path, capsys):
+    from mmswift.datasets.shapes_coco import generate_shapes_coco
+    ann = generate_shapes_coco(str(tmp_path / 'shapes'), num_train=1, num_val=3, size=96)['val']
+    cfg = os.path.join(REPO, 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py')
+    out = tmp_path / 'out'
+    rc = vis_tool.main([str(tmp_path / 'shapes' / 'val'), '--config', cfg, '--after-neck',
+                        '--stages', '1', '2', '--masks', ann, '--out-dir', str(out)])
+    assert rc == 0
+    fig = cv2.imread(str(out / '000000_mean.png'))
+    assert fig.shape[:2] == (28 + 96, 96 + 2 * (6 + 96))
+    text = capsys.readouterr().out
+    assert 'energy-in-mask ratio' in text and 'stage1:' in text
+    report = json.load(open(out / 'energy_in_mask.json'))
+    assert report['stages']['stage1']['images'] == 3
+    assert report['stages']['stage1']['energy_in_mask_ratio'] > 0

@@ -1,0 +1,113 @@
+"""Draw (and measure) where SwiftFormer's features look.
+
+    # stage one (stride 4) of a trained Mask R-CNN, over each image
+    python tools/visualize_features.py demo.jpg --config CONFIG --checkpoint CKPT
+    # all four stages, several reductions, a folder of images, FPN outputs
+    python tools/visualize_features.py images/ --arch l1 --stages 1 2 3 4 --reduction mean pca
+    python tools/visualize_features.py 'imgs/*.png' --config CONFIG --after-neck
+    # the energy-in-mask ratio per stage against ground-truth masks
+    python tools/visualize_features.py data/demo_shapes/val --config CONFIG --checkpoint CKPT \
+        --masks data/demo_shapes/annotations/instances_val.json
+
+Writes OUT_DIR/<image>_<reduction>.png: the input beside each chosen
+stage's feature map drawn over it at the input's resolution. Grayscale and
+RGBA images are converted to RGB (RGBA composited on white). A missing or
+unreadable image gets a one-line error and the others are still drawn; the
+exit status is then 1.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Draw SwiftFormer feature maps over images')
+    p.add_argument('inputs', help='an image, a folder of images, or a glob pattern')
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--config', help='an mmswift det or seg config (its test preprocessing is used)')
+    src.add_argument('--arch', help='just a backbone: xs, s, l1, l3 (ImageNet normalisation)')
+    p.add_argument('--checkpoint', help='det/seg checkpoint or ImageNet backbone checkpoint; '
+                   'random weights without one')
+    p.add_argument('--stages', type=int, nargs='+', default=[1], choices=[1, 2, 3, 4],
+                   help='stages to draw, 1 = stride 4 (default: 1)')
+    p.add_argument('--reduction', nargs='+', default=['mean'],
+                   choices=['mean', 'max', 'topk', 'pca'], help='channel reduction(s)')
+    p.add_argument('--topk', type=int, default=8, help='channels in the topk grid')
+    p.add_argument('--after-neck', action='store_true', help='draw FPN outputs instead')
+    p.add_argument('--alpha', type=float, default=0.5, help='heatmap opacity')
+    p.add_argument('--fig-height', type=int, help='height of the written figure '
+                   '(default: the image height, at most 1024)')
+    p.add_argument('--masks', help='COCO instance json or label PNG(s): print the '
+                   'energy-in-mask ratio per stage')
+    p.add_argument('--out-dir', default='feature_maps', help='output folder')
+    p.add_argument('--no-draw', action='store_true', help='only compute --masks ratios')
+    p.add_argument('--device', default='cpu')
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import cv2
+    from mmengine.utils import ProgressBar
+
+    from mmswift.visualization import (ImageReadError, ObjectMasks, build_feature_extractor,
+                                       collect_images, draw_figure, energy_in_mask_ratio,
+                                       read_rgb)
+    try:
+        paths = collect_images(args.inputs)
+        extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device)
+        masks = ObjectMasks(args.masks) if args.masks else None
+    except (ImageReadError, FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    stages = [s - 1 for s in sorted(set(args.stages))]
+    os.makedirs(args.out_dir, exist_ok=True)
+    ratios = {s: [] for s in range(4)}
+    failed = 0
+    bar = ProgressBar(len(paths), file=sys.stderr) if len(paths) > 1 else None
+    for path in paths:
+        try:
+            rgb = read_rgb(path)
+            feats, strides = extractor(rgb, after_neck=args.after_neck)
+            if masks is not None:
+                mask = masks(path, rgb.shape[:2])
+                if mask is not None and 0 < mask.mean() < 1:
+                    for s in range(min(4, len(feats))):
+                        ratios[s].append(energy_in_mask_ratio(feats[s], mask))
+            if not args.no_draw:
+                stem = osp.splitext(osp.basename(path))[0]
+                for red in args.reduction:
+                    fig = draw_figure(rgb, feats, strides, stages, red, args.topk, args.alpha,
+                                      args.after_neck, args.fig_height)
+                    cv2.imwrite(osp.join(args.out_dir, f'{stem}_{red}.png'), fig[..., ::-1])
+        except ImageReadError as e:
+            failed += 1
+            print(f'\nerror: {e}', file=sys.stderr)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        sys.stderr.write('\n')
+    if masks is not None:
+        measured = {s: v for s, v in ratios.items() if v}
+        if not measured:
+            print(f'error: no image had a usable mask in {args.masks}', file=sys.stderr)
+            return 2
+        import numpy as np
+        summary = {f'stage{s + 1}': dict(energy_in_mask_ratio=float(np.nanmean(v)),
+                                         images=len(v)) for s, v in measured.items()}
+        print('energy-in-mask ratio (1.0 = no localization):')
+        for name, row in summary.items():
+            print(f'  {name}: {row["energy_in_mask_ratio"]:.3f}  ({row["images"]} images)')
+        with open(osp.join(args.out_dir, 'energy_in_mask.json'), 'w') as f:
+            json.dump(dict(config=args.config, arch=args.arch, checkpoint=args.checkpoint,
+                           after_neck=args.after_neck, masks=args.masks, stages=summary), f,
+                      indent=2)
+    if not args.no_draw:
+        print(f'{len(paths) - failed} image(s) drawn to {args.out_dir}/')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
