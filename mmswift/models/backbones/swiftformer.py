@@ -315,7 +315,16 @@ class SwiftFormer(BaseModule):
             for p in m.parameters():
                 p.requires_grad = False
 
+    def switch_to_deploy(self) -> 'SwiftFormer':
+        """Fold BNs and layer scales into convolutions for inference (in
+        place; see :mod:`mmswift.models.deploy`). Call on an eval-mode model."""
+        from ..deploy import switch_to_deploy
+        return switch_to_deploy(self)
+
     def train(self, mode: bool = True) -> 'SwiftFormer':
+        if mode and getattr(self, 'deploy', False):
+            raise RuntimeError('this SwiftFormer was switched to its deploy form '
+                               '(BNs folded) and cannot be trained; rebuild it')
         super().train(mode)
         self._freeze_stages()
         if mode and self.norm_eval:

@@ -1,0 +1,99 @@
+"""Speed of SwiftFormer backbones and models beside their peers, in one run.
+
+    # backbones at 800x1344 (detection), interleaved, ratios to the reference
+    python tools/benchmark.py --compare --task det
+    python tools/benchmark.py --compare --task seg              # 512x512
+    python tools/benchmark.py --compare --task det --model-level   # Mask R-CNN L1 vs R50
+    # one model: a backbone arch (and form) or a whole det/seg config
+    python tools/benchmark.py --entries l1:deploy:amp --input 512 512 --runs 20
+    python tools/benchmark.py --config configs/det/mask-rcnn_swiftformer-l1_fpn_1x_coco.py
+    # seconds per training iteration (batch 2) of every det variant at 1333x800
+    python tools/benchmark.py --entries maskrcnn-xs maskrcnn-s maskrcnn-l1 maskrcnn-l3 \
+        --train-step --batch 2 --input 800 1344 --runs 2 --warmup 1
+    # entries: MODEL[:FORM[:PRECISION]], see mmswift/benchmark.py
+
+Prints a table (absolute times are labelled with the machine) and writes
+the same as JSON (--json). On CUDA, --precision amp is fp16 autocast; on
+CPU bf16.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+DEFAULT_HW = {'det': (800, 1344), 'seg': (512, 512)}
+
+
+def default_entries(task: str, model_level: bool, precision: str) -> list:
+    if model_level:
+        return ([f'maskrcnn-r50::{precision}', f'maskrcnn-l1::{precision}',
+                 f'maskrcnn-l1:deploy:{precision}'] if task == 'det' else
+                [f'fpn-r50::{precision}', f'fpn-l1::{precision}', f'fpn-l1:deploy:{precision}'])
+    entries = ['ref-l1', 'l1', 'l1:deploy', 'l1:deploy:amp', 'ref-l1::amp', 'l1:deploy-cl',
+               'xs:deploy', 's:deploy', 'l3:deploy', 'ref-xs', 'ref-l3', 'resnet18', 'resnet50']
+    try:
+        import mmpretrain  # noqa: F401
+        entries += ['efficientformer-l1', 'efficientformer-l3', 'poolformer-s12', 'poolformer-s24']
+    except ImportError:
+        pass
+    return entries
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description='Benchmark SwiftFormer beside its peers')
+    what = p.add_mutually_exclusive_group()
+    what.add_argument('--compare', action='store_true', help='the default side-by-side set')
+    what.add_argument('--entries', nargs='+', help='MODEL[:FORM[:PRECISION]] ...')
+    what.add_argument('--config', help='a whole det/seg model from this config')
+    what.add_argument('--arch', help='one SwiftFormer backbone (xs, s, l1, l3)')
+    p.add_argument('--task', choices=['det', 'seg'], default='det',
+                   help='default input size: det 800x1344, seg 512x512')
+    p.add_argument('--model-level', action='store_true', help='whole models instead of backbones')
+    p.add_argument('--form', default='train', help='with --arch: train, deploy, *-cl')
+    p.add_argument('--precision', default='fp32', choices=['fp32', 'amp'],
+                   help='with --arch/--config/--model-level')
+    p.add_argument('--input', type=int, nargs=2, metavar=('H', 'W'))
+    p.add_argument('--batch', type=int, default=1)
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--warmup', type=int, default=2)
+    p.add_argument('--runs', type=int, default=5)
+    p.add_argument('--compile', action='store_true', help='torch.compile every entry')
+    p.add_argument('--flops', action='store_true', help="FLOPs via mmengine's analysis")
+    p.add_argument('--train-step', action='store_true',
+                   help='time one training iteration (forward, backward, optimizer step) '
+                   'of whole models on a synthetic batch, instead of inference')
+    p.add_argument('--json', help='output JSON (default work_dirs/benchmark/<time>.json)')
+    args = p.parse_args(argv)
+
+    import mmswift  # noqa: F401
+    from mmswift.benchmark import compare, format_table
+    if args.entries:
+        entries = args.entries
+    elif args.config:
+        entries = [f'{args.config}::{args.precision}']
+    elif args.arch:
+        entries = [f'{args.arch}:{args.form}:{args.precision}']
+    else:
+        entries = default_entries(args.task, args.model_level, args.precision)
+    hw = tuple(args.input) if args.input else DEFAULT_HW[args.task]
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    try:
+        report = compare(entries, hw, args.batch, args.device, args.warmup, args.runs,
+                         args.compile, args.flops, log=log, train_step=args.train_step)
+    except (ValueError, RuntimeError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    report['command'] = 'python tools/benchmark.py ' + ' '.join(argv if argv is not None else sys.argv[1:])
+    print(format_table(report))
+    out = args.json or osp.join('work_dirs', 'benchmark', time.strftime('%Y%m%d_%H%M%S') + '.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(report, f, indent=2)
+    print(f'written to {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
