@@ -153,7 +153,14 @@ def _whole_model(config: str, hw: Tuple[int, int]):
     cfg.model.backbone.init_cfg = None
     cfg.model.pop('pretrained', None)
     model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    model.init_weights()
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # init_weights logs every parameter at INFO
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     model.eval()
     h, w = hw
     sample = Sample()

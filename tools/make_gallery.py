@@ -12,7 +12,6 @@ Semantic FPN, each through that model's own test preprocessing.
 import argparse
 import os.path as osp
 
-import cv2
 import numpy as np
 
 PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png')
@@ -25,28 +24,29 @@ def main(argv=None) -> int:
     p.add_argument('--det-checkpoint', required=True)
     p.add_argument('--seg-checkpoint', required=True)
     p.add_argument('--out', default='docs/figures/gallery_stage1.png')
-    p.add_argument('--height', type=int, default=150, help='row height in pixels')
+    p.add_argument('--height', type=int, default=120, help='row height in pixels')
     args = p.parse_args(argv)
     import skimage
 
     from mmswift.visualization import build_feature_extractor, draw_stage, read_rgb
     from mmswift.visualization.features import _titled
     data_dir = osp.join(osp.dirname(skimage.__file__), 'data')
-    columns = [('random weights', build_feature_extractor(DET_CFG)),
-               ('trained demo Mask R-CNN', build_feature_extractor(DET_CFG, checkpoint=args.det_checkpoint)),
-               ('trained demo Semantic FPN', build_feature_extractor(SEG_CFG, checkpoint=args.seg_checkpoint))]
+    columns = [('random', build_feature_extractor(DET_CFG)),
+               ('demo Mask R-CNN', build_feature_extractor(DET_CFG, checkpoint=args.det_checkpoint)),
+               ('demo Sem. FPN', build_feature_extractor(SEG_CFG, checkpoint=args.seg_checkpoint))]
     rows = []
     for name in PHOTOS:
         rgb = read_rgb(osp.join(data_dir, name))
         panels = [_titled(rgb, osp.splitext(name)[0], args.height)]
         for title, extractor in columns:
             feats, _ = extractor(rgb)
-            panels.append(_titled(draw_stage(rgb, feats[0], 'mean'), f'stage 1: {title}',
+            panels.append(_titled(draw_stage(rgb, feats[0], 'mean'), title,
                                   args.height))
         rows.append(np.concatenate(panels, 1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    cv2.imwrite(args.out, np.concatenate(rows, 0)[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    from PIL import Image  # a 256-colour palette keeps the committed PNG small
+    Image.fromarray(np.concatenate(rows, 0)).quantize(256).save(args.out, optimize=True)
     print(f'gallery written to {args.out}')
     return 0
 
