@@ -138,30 +138,12 @@ def _config_path(path: str) -> str:
 
 def _whole_model(config: str, hw: Tuple[int, int]):
     """A detector or segmentor from a config (random weights) and a data sample."""
-    from mmengine.config import Config
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import init_default_scope
-    cfg = Config.fromfile(_config_path(config))
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    if scope == 'mmseg':
-        from mmseg.registry import MODELS
+    from mmswift.apis import build_model_from_config
+    model, cfg = build_model_from_config(_config_path(config))
+    if cfg.get('default_scope', 'mmdet') == 'mmseg':
         from mmseg.structures import SegDataSample as Sample
     else:
-        from mmdet.registry import MODELS
         from mmdet.structures import DetDataSample as Sample
-    cfg.model.backbone.init_cfg = None
-    cfg.model.pop('pretrained', None)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')  # init_weights logs every parameter at INFO
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-    model.eval()
     h, w = hw
     sample = Sample()
     sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),

@@ -85,3 +85,18 @@ def test_benchmark_tool_tiny_run_writes_valid_json(tmp_path):
     assert rows['xs']['flops_g'] > 0 and rows['resnet18']['params_m'] > 11
     assert report['interleaved'] and report['machine']
     assert 'ratio' in proc.stdout and 'xs:deploy' in proc.stdout
+
+
+@pytest.mark.parametrize('extra', [[], ['--train-step']])
+def test_benchmark_tool_whole_models(tmp_path, extra):
+    out = tmp_path / 'models.json'
+    proc = run_py('tools/benchmark.py', '--entries', 'maskrcnn-xs', 'fpn-xs', '--input', '96', '96',
+                  '--runs', '1', '--warmup', '1', '--json', str(out), *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report['measured'] == ('train_step' if extra else 'inference')
+    rows = {r['entry']: r for r in report['results']}
+    assert set(rows) == {'maskrcnn-xs', 'fpn-xs'}
+    assert rows['maskrcnn-xs']['params_m'] > rows['fpn-xs']['params_m'] > 3
+    assert all(r['median_s'] > 0 for r in rows.values())
+    assert 'KaimingInit' not in proc.stdout + proc.stderr  # init_weights stays quiet

@@ -145,22 +145,8 @@ def build_feature_extractor(config: Optional[str] = None, arch: Optional[str] = 
             load_pretrained(backbone, checkpoint)
         return FeatureExtractor(backbone.to(device), None, None, None)
 
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
-    cfg = Config.fromfile(config)
-    scope = cfg.get('default_scope', 'mmdet')
-    init_default_scope(scope)
-    if scope == 'mmseg':
-        from mmseg.registry import MODELS
-    else:
-        from mmdet.registry import MODELS
-    cfg.model.backbone.init_cfg = None  # weights come from `checkpoint`, or stay random
-    cfg.model.pop('pretrained', None)
-    from mmengine.model import revert_sync_batchnorm
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    model.init_weights()
+    from mmswift.apis import build_model_from_config
+    model, cfg = build_model_from_config(config)  # random weights until loaded below
     if checkpoint:
         sd = extract_state_dict(read_checkpoint(checkpoint), checkpoint)
         if detect_format(sd) == 'mmswift' and any(not k.startswith('backbone.') for k in sd):
@@ -169,7 +155,7 @@ def build_feature_extractor(config: Optional[str] = None, arch: Optional[str] = 
                             logger='current')
         else:
             load_pretrained(model.backbone, checkpoint)
-    model.eval().to(device)
+    model.to(device)
     return FeatureExtractor(model.backbone, getattr(model, 'neck', None),
                             _test_pipeline(cfg), model.data_preprocessor)
 
