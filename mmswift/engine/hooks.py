@@ -1,12 +1,12 @@
 """A hook that shows the backbone's features forming during training."""
 from typing import Optional
 
-import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmswift.registry import HOOKS
+from mmswift.visualization.features import crop_to_image
 
 
 @HOOKS.register_module()
@@ -58,8 +58,7 @@ class FeatureMapVisHook(Hook):
         finally:
             model.train(was_training)
         h, w = data['data_samples'][0].img_shape
-        stride = data['inputs'].shape[-1] / feat.shape[-1]
-        feat = feat[:, :int(np.ceil(h / stride)), :int(np.ceil(w / stride))]
+        feat, _ = crop_to_image(feat, data['inputs'].shape[-1], (h, w))
         image = sample['inputs'][:, :h, :w].permute(1, 2, 0).numpy()[..., ::-1].copy()  # BGR->RGB
         drawn = runner.visualizer.draw_featmap(
             feat, image, channel_reduction=self.reduction, alpha=self.alpha,

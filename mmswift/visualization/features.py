@@ -70,6 +70,15 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- model
+def crop_to_image(feat: torch.Tensor, input_width: int,
+                  img_shape: Tuple[int, int]) -> Tuple[torch.Tensor, int]:
+    """Keep the part of a C x h x w feature map that covers the image, not
+    the padding; returns it and its stride (each stride-2 step rounds up)."""
+    stride = max(1, round(input_width / feat.shape[-1]))
+    h, w = -(-img_shape[0] // stride), -(-img_shape[1] // stride)
+    return feat[:, :h, :w], stride
+
+
 @dataclass
 class FeatureExtractor:
     """A model and its test-time preprocessing, for feature extraction."""
@@ -100,9 +109,8 @@ class FeatureExtractor:
             feats = self.neck(feats)
         out, strides = [], []
         for f in feats:
-            stride = max(1, round(inputs.shape[-1] / f.shape[-1]))
-            h, w = -(-valid[0] // stride), -(-valid[1] // stride)
-            out.append(f[0, :, :h, :w].float())
+            cropped, stride = crop_to_image(f[0], inputs.shape[-1], valid)
+            out.append(cropped.float())
             strides.append(stride)
         return out, strides
 
