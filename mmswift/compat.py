@@ -11,17 +11,26 @@ nothing in site-packages is edited. Each fix has a test in
    ``getattr(HistoryBuffer, 'min')``; allowlisting the builtin ``getattr``
    would reopen arbitrary code execution, so the name ``builtins.getattr``
    is bound to a getattr that resolves only HistoryBuffer's statistics.
+   A checkpoint that needs any other type fails with a message naming it
+   (``explain_unsafe_checkpoint``); a user who trusts the file allows that
+   type explicitly with ``MMSWIFT_SAFE_GLOBALS=module.Name[,...]``.
 2. mmengine's ``init_dist('pytorch')`` always calls
    ``torch.cuda.set_device``, which crashes on CPU-only torch; on a machine
    without CUDA the process group is initialised with gloo instead.
 """
+import importlib
+import os
 import pickle
-from typing import Any, List
+import re
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
 
-__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'apply_all']
+__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'SAFE_GLOBALS_ENV', 'apply_all',
+           'explain_unsafe_checkpoint']
+
+SAFE_GLOBALS_ENV = 'MMSWIFT_SAFE_GLOBALS'
 
 _HISTORY_BUFFER_STATS = ('min', 'max', 'current', 'mean')
 
@@ -60,6 +69,38 @@ def allow_mmengine_checkpoint_types() -> None:
         torch.serialization.add_safe_globals(CHECKPOINT_SAFE_GLOBALS)
 
 
+def allow_user_trusted_types() -> List[Any]:
+    """Allow the ``module.Name`` types listed in ``$MMSWIFT_SAFE_GLOBALS``."""
+    allowed = []
+    for name in filter(None, (n.strip() for n in
+                              os.environ.get(SAFE_GLOBALS_ENV, '').split(','))):
+        module, _, attr = name.rpartition('.')
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise ImportError(f'{SAFE_GLOBALS_ENV}={name!r}: cannot import '
+                              f'{name} ({e}); give module.Name, comma-separated') from e
+        allowed.append(obj)
+    if allowed:
+        torch.serialization.add_safe_globals(allowed)
+    return allowed
+
+
+def explain_unsafe_checkpoint(path: str, error: BaseException) -> Optional[str]:
+    """One line for a checkpoint refused by ``weights_only``, or None if
+    ``error`` is something else."""
+    text = str(error)
+    if 'Weights only load failed' not in text:
+        return None
+    m = re.search(r'GLOBAL ([\w.]+)', text)
+    what = m.group(1) if m else 'an object torch does not allow'
+    return (f'checkpoint {path} contains {what}, which torch.load(weights_only=True) '
+            f'refuses because unpickling it could run code. If you trust this file, '
+            f'allow that type explicitly: {SAFE_GLOBALS_ENV}={what} '
+            f'(environment variable, comma-separated) or '
+            f'torch.serialization.add_safe_globals([{what}]) in Python')
+
+
 def init_dist_gloo_without_cuda() -> None:
     """Fix 2: ``init_dist('pytorch')`` on CPU-only machines uses gloo."""
     from mmengine.dist import utils as dist_utils
@@ -80,6 +121,7 @@ def init_dist_gloo_without_cuda() -> None:
 
 def apply_all() -> None:
     allow_mmengine_checkpoint_types()
+    allow_user_trusted_types()
     init_dist_gloo_without_cuda()
 
 

@@ -4,7 +4,8 @@
 
 mmdet configs print the COCO bbox/segm table; mmseg configs the mIoU table.
 ``--out``: a .pkl of predictions for detection (as mmdet), a folder of label
-PNGs for segmentation (as mmseg).
+PNGs for segmentation (as mmseg). The test dataset is checked first
+(``--skip-data-check`` skips that).
 """
 import argparse
 import sys
@@ -21,6 +22,8 @@ def parse_args(argv=None):
     p.add_argument('--show', action='store_true', help='show predictions in a window')
     p.add_argument('--show-dir', help='dir to write images with predictions drawn')
     p.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
+    p.add_argument('--skip-data-check', action='store_true',
+                   help='do not check the dataset files before testing')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config entries')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -31,16 +34,18 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmswift.engine.datacheck import check_datasets
     from mmswift.engine.launch import (apply_test_args, build_runner,
-                                       load_config, setup_local_rank)
+                                       load_config, run_tool, setup_local_rank)
     setup_local_rank(args.local_rank)
-    try:
+
+    def test():
         cfg = apply_test_args(load_config(args.config, args.cfg_options), args)
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    build_runner(cfg).test()
-    return 0
+        if not args.skip_data_check:
+            check_datasets(cfg, ('test',), args.config, cfg.work_dir)
+        build_runner(cfg).test()
+
+    return run_tool(test, lambda: args.checkpoint)
 
 
 if __name__ == '__main__':

@@ -4,9 +4,11 @@
     bash tools/dist_train.sh configs/seg/fpn_swiftformer-l1_8xb4-40k_ade20k-512x512.py 8
 
 The flags are mmdet's / mmseg's; the config decides which library runs.
+Before training, the train and val datasets are checked (missing root,
+invalid annotations, missing or unreadable images) so that a bad dataset
+fails in seconds with one line; ``--skip-data-check`` skips that.
 """
 import argparse
-import os
 import sys
 
 from mmengine.config import DictAction
@@ -20,8 +22,10 @@ def parse_args(argv=None):
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale lr by total batch / auto_scale_lr.base_batch_size')
     p.add_argument('--resume', nargs='?', type=str, const='auto',
-                   help='resume from CKPT, or without a value from the latest '
-                   'checkpoint in the work dir')
+                   help='resume from CKPT, or without a value from the newest '
+                   'complete checkpoint in the work dir')
+    p.add_argument('--skip-data-check', action='store_true',
+                   help='do not check the dataset files before training')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config entries, e.g. train_cfg.max_epochs=24')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -32,16 +36,20 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from mmswift.engine.datacheck import check_datasets
     from mmswift.engine.launch import (apply_train_args, build_runner,
-                                       load_config, setup_local_rank)
+                                       load_config, run_tool, setup_local_rank)
     setup_local_rank(args.local_rank)
-    try:
-        cfg = apply_train_args(load_config(args.config, args.cfg_options), args)
-    except (FileNotFoundError, RuntimeError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    build_runner(cfg).train()
-    return 0
+    state = {}
+
+    def train():
+        cfg = state['cfg'] = apply_train_args(
+            load_config(args.config, args.cfg_options), args)
+        if not args.skip_data_check:
+            check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir)
+        build_runner(cfg).train()
+
+    return run_tool(train, lambda: state['cfg'].get('load_from') if 'cfg' in state else None)
 
 
 if __name__ == '__main__':

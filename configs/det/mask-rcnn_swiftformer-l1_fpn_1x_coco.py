@@ -28,3 +28,14 @@ optim_wrapper = dict(
 # Batch 2 images x 8 GPUs; --auto-scale-lr rescales lr for other totals.
 train_dataloader = dict(batch_size=2)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Robust training (mmswift.engine): checkpoints written atomically (a job
+# killed while saving never leaves a half-written file for --resume), a
+# clear stop when the loss becomes NaN/inf, and random numbers re-seeded per
+# step so that a resumed run continues exactly as an uninterrupted one.
+default_hooks = dict(checkpoint=dict(type='mmswift.AtomicCheckpointHook'))
+robust_training_hooks = [
+    dict(type='mmswift.LossGuardHook'),
+    dict(type='mmswift.StepSeedHook'),
+]
+custom_hooks = robust_training_hooks

@@ -98,4 +98,5 @@ randomness = dict(seed=0)
 
 # Watch stage one form: its overlay on a fixed val image, every epoch, in
 # work_dirs/.../vis_data/vis_image/stage1_featmap_*.png
-custom_hooks = [dict(type='mmswift.FeatureMapVisHook', interval=100, stage=0)]
+custom_hooks = _base_.robust_training_hooks + [
+    dict(type='mmswift.FeatureMapVisHook', interval=100, stage=0)]

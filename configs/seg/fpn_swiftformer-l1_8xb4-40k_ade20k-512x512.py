@@ -53,5 +53,16 @@ param_scheduler = [
 ]
 # 40k iterations; evaluate and checkpoint every 4000 (schedule_40k)
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
-default_hooks = dict(checkpoint=dict(by_epoch=False, interval=4000))
+default_hooks = dict(checkpoint=dict(
+    type='mmswift.AtomicCheckpointHook', by_epoch=False, interval=4000))
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+# Robust training (mmswift.engine): checkpoints written atomically (a job
+# killed while saving never leaves a half-written file for --resume), a
+# clear stop when the loss becomes NaN/inf, and random numbers re-seeded per
+# step so that a resumed run continues exactly as an uninterrupted one.
+robust_training_hooks = [
+    dict(type='mmswift.LossGuardHook'),
+    dict(type='mmswift.StepSeedHook'),
+]
+custom_hooks = robust_training_hooks

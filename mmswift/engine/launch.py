@@ -6,15 +6,17 @@ the few flags whose meaning differs between the two (``--show-dir``,
 """
 import os
 import os.path as osp
-from typing import Any, Optional
+import pickle
+import sys
+from typing import Any, Callable, Optional
 
 import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
 
-class ConfigNotFoundError(FileNotFoundError):
-    pass
+from ..errors import (CheckpointError, CheckpointNotFoundError, ConfigError,
+                      ConfigNotFoundError, MMSwiftError, NonFiniteLossError)
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -73,25 +75,41 @@ def adapt_to_device(cfg: Config, launcher: str) -> int:
     return n
 
 
+def require_checkpoint(path: str, what: str) -> None:
+    """A one-line error for a checkpoint that is missing or cut off."""
+    from .checkpoint import checkpoint_problem
+    problem = checkpoint_problem(path)
+    if problem == 'missing':
+        raise CheckpointNotFoundError(f'{what}: checkpoint not found: {path}')
+    if problem:
+        raise CheckpointError(f'{what}: checkpoint {path} is {problem}; copy it again, '
+                              f'or resume from an earlier one (bare --resume picks the '
+                              f'newest complete checkpoint of the work dir)')
+
+
 def apply_train_args(cfg: Config, args) -> Config:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
     if args.amp:
         if not torch.cuda.is_available():
-            raise RuntimeError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); '
+            raise ConfigError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); '
                                'drop --amp to train in fp32 on this machine')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
-            raise RuntimeError(f'--auto-scale-lr: {args.config} has no '
+            raise ConfigError(f'--auto-scale-lr: {args.config} has no '
                                f'auto_scale_lr.base_batch_size to scale from')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        from .checkpoint import find_resumable_checkpoint
+        found = find_resumable_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        if found is None:
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; '
+                      f'training from the start', logger='current', level=30)
+        cfg.resume, cfg.load_from = found is not None, found
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume: checkpoint not found: {args.resume}')
+        require_checkpoint(args.resume, '--resume')
         cfg.resume, cfg.load_from = True, args.resume
     adapt_to_device(cfg, args.launcher)
     return cfg
@@ -100,14 +118,13 @@ def apply_train_args(cfg: Config, args) -> Config:
 def apply_test_args(cfg: Config, args) -> Config:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
+    require_checkpoint(args.checkpoint, 'CHECKPOINT')
     cfg.load_from = args.checkpoint
     scope = cfg.get('default_scope', 'mmdet')
     if args.show_dir or args.show:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
-            raise RuntimeError(f'{args.config} has no default_hooks.visualization '
+            raise ConfigError(f'{args.config} has no default_hooks.visualization '
                                f'to draw with; --show/--show-dir need one')
         hook['draw'] = True
         if args.show:
@@ -125,7 +142,7 @@ def apply_test_args(cfg: Config, args) -> Config:
             cfg.test_evaluator['keep_results'] = True
         else:  # a pickle of predictions, as mmdet's test.py
             if not args.out.endswith(('.pkl', '.pickle')):
-                raise ValueError(f'--out {args.out}: detection results are saved as a '
+                raise ConfigError(f'--out {args.out}: detection results are saved as a '
                                  f'.pkl/.pickle file')
             evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) \
                 else [cfg.test_evaluator]
@@ -146,3 +163,28 @@ def build_runner(cfg: Config):
 def setup_local_rank(local_rank: int) -> None:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(local_rank)
+
+
+def run_tool(job: Callable[[], Any], checkpoint: Callable[[], Optional[str]]) -> int:
+    """Run a tool's job; mmswift's errors become one ``error:`` line on
+    stderr and a non-zero exit status (1: training diverged, 2: bad input).
+    Anything else keeps its traceback (exit status 1).
+
+    ``checkpoint()`` names the file being loaded, for the weights_only message.
+    """
+    from mmswift.compat import explain_unsafe_checkpoint
+    try:
+        job()
+        return 0
+    except NonFiniteLossError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    except MMSwiftError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    except pickle.UnpicklingError as e:
+        message = explain_unsafe_checkpoint(checkpoint() or 'being loaded', e)
+        if message is None:
+            raise
+        print(f'error: {message}', file=sys.stderr)
+        return 2

@@ -23,13 +23,11 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
+from ..errors import CheckpointError, CheckpointNotFoundError
+
 StateDict = Dict[str, torch.Tensor]
 
 FORMATS = ('official', 'timm', 'huggingface', 'mmswift')
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used, with a message saying what to do."""
 
 
 # ------------------------------------------------------------------ I/O
@@ -46,7 +44,7 @@ def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
             f'checkpoint folder {path} has neither model.safetensors nor '
             f'pytorch_model.bin; point init_cfg.checkpoint at a weights file')
     if not osp.isfile(path):
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f'checkpoint not found: {path} (fix the path, or override it with '
             f'--cfg-options model.backbone.init_cfg.checkpoint=PATH)')
     if os.path.getsize(path) == 0:
@@ -58,8 +56,10 @@ def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
             return load_file(path, device=map_location)
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a cut-off zip fails anywhere in the unpickler
-        if 'Weights only load failed' in str(e):
-            raise  # mmswift.compat explains these; not a corrupt file
+        from mmswift.compat import explain_unsafe_checkpoint
+        unsafe = explain_unsafe_checkpoint(path, e)
+        if unsafe:  # a complete file, with a type we do not unpickle
+            raise CheckpointError(unsafe) from e
         raise CheckpointError(
             f'cannot read checkpoint {path}: it is truncated or not a '
             f'PyTorch/safetensors checkpoint ({type(e).__name__}: '

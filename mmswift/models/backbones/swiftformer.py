@@ -14,6 +14,7 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmswift.errors import ConfigError
 from mmswift.registry import MODELS
 from ..layers import (ATTN_NORMS, EfficientAdditiveAttention, LayerScale2d,
                       build_norm)
@@ -180,7 +181,7 @@ class SwiftFormer(BaseModule):
                  pretrained: Optional[str] = None) -> None:
         if pretrained is not None:  # mmseg's EncoderDecoder passes this
             if init_cfg is not None:
-                raise ValueError('SwiftFormer: set either init_cfg or the '
+                raise ConfigError('SwiftFormer: set either init_cfg or the '
                                  'deprecated pretrained, not both')
             warnings.warn('SwiftFormer: pretrained= is deprecated, use '
                           "init_cfg=dict(type='Pretrained', checkpoint=...)")
@@ -190,12 +191,12 @@ class SwiftFormer(BaseModule):
         self.layers: List[int] = list(arch['layers'])
         self.embed_dims: List[int] = list(arch['embed_dims'])
         if attn_norm not in ATTN_NORMS:
-            raise ValueError(f'SwiftFormer: attn_norm={attn_norm!r} is not '
+            raise ConfigError(f'SwiftFormer: attn_norm={attn_norm!r} is not '
                              f'one of {ATTN_NORMS}')
         self.attn_norm = attn_norm
         self.out_indices = self._parse_out_indices(out_indices)
         if not -1 <= frozen_stages <= self.num_stages:
-            raise ValueError(f'SwiftFormer: frozen_stages={frozen_stages} must '
+            raise ConfigError(f'SwiftFormer: frozen_stages={frozen_stages} must '
                              f'be in [-1, {self.num_stages}]')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
@@ -237,19 +238,19 @@ class SwiftFormer(BaseModule):
         if isinstance(arch, str):
             key = arch.lower()
             if key not in cls.arch_settings:
-                raise ValueError(
+                raise ConfigError(
                     f'SwiftFormer: unknown arch {arch!r}; valid variants are '
                     f'{", ".join(cls.arch_settings)} (any case), or a dict with '
-                    f'"layers" and "embed_dims"')
+                    f'"layers" and "embed_dims"; fix model.backbone.arch in the config')
             return key, cls.arch_settings[key]
         if not isinstance(arch, dict) or not {'layers', 'embed_dims'} <= set(arch):
             raise TypeError(f'SwiftFormer: arch must be a variant name or a '
                             f'dict with "layers" and "embed_dims", got {arch!r}')
         if not (len(arch['layers']) == len(arch['embed_dims']) == cls.num_stages):
-            raise ValueError(f'SwiftFormer: arch needs {cls.num_stages} '
+            raise ConfigError(f'SwiftFormer: arch needs {cls.num_stages} '
                              f'"layers" and "embed_dims", got {arch!r}')
         if min(arch['layers']) < 1:
-            raise ValueError(f'SwiftFormer: every stage needs at least one '
+            raise ConfigError(f'SwiftFormer: every stage needs at least one '
                              f'block (the SwiftFormer block), got {arch!r}')
         return 'custom', dict(arch)
 
@@ -264,7 +265,7 @@ class SwiftFormer(BaseModule):
                                  f'a stage index in [-4, 3]')
             parsed.append(idx % cls.num_stages)
         if len(set(parsed)) != len(parsed):
-            raise ValueError(f'SwiftFormer: out_indices {list(out_indices)} '
+            raise ConfigError(f'SwiftFormer: out_indices {list(out_indices)} '
                              f'names a stage twice')
         return sorted(parsed)
 

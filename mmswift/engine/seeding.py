@@ -1,0 +1,71 @@
+"""Random numbers that do not depend on whether a run was resumed.
+
+mmengine seeds once at start-up and does not store random states in
+checkpoints, so a resumed run draws different augmentations, RPN/RoI
+samples and dropout masks than the run it continues. This hook re-seeds
+python, numpy and torch from ``(seed, step)`` at every point where the two
+runs must agree: before each batch is fetched (iteration loops; the
+batches mmengine skips on resume are counted too) or at each epoch start
+(epoch loops). The result: the same seed gives the same training, however
+often it was interrupted.
+"""
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+
+from ..registry import HOOKS
+
+
+def seed_everything_for_step(seed: int, step: int, rank: int = 0) -> None:
+    state = np.random.SeedSequence([seed % 2**32, step, rank]).generate_state(1)[0]
+    random.seed(int(state))
+    np.random.seed(int(state))
+    torch.manual_seed(int(state))
+
+
+class _SeedEachBatch:
+    """Wraps an iteration loop's dataloader iterator; the k-th ``next``
+    (skipped batches included) runs right after seeding for step k."""
+
+    def __init__(self, batches: Iterator, seed: int, rank: int) -> None:
+        self._batches, self._seed, self._rank, self._fetched = batches, seed, rank, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        seed_everything_for_step(self._seed, self._fetched, self._rank)
+        self._fetched += 1
+        return next(self._batches)
+
+    def __getattr__(self, name):  # e.g. ``_dataloader``, ``_epoch``
+        return getattr(self._batches, name)
+
+
+@HOOKS.register_module()
+class StepSeedHook(Hook):
+    """Re-seed from (seed, step) so that a resumed run continues exactly.
+
+    Ranks share the seed unless ``randomness.diff_rank_seed=True``, as in
+    mmengine.
+    """
+    priority = 'VERY_HIGH'
+
+    def _seed_and_rank(self, runner):
+        rank = get_rank() if runner._randomness_cfg.get('diff_rank_seed') else 0
+        return runner.seed, rank
+
+    def before_train(self, runner) -> None:
+        loop = runner.train_loop
+        if hasattr(loop, 'dataloader_iterator'):  # IterBasedTrainLoop
+            loop.dataloader_iterator = _SeedEachBatch(
+                loop.dataloader_iterator, *self._seed_and_rank(runner))
+
+    def before_train_epoch(self, runner) -> None:
+        if not hasattr(runner.train_loop, 'dataloader_iterator'):
+            seed, rank = self._seed_and_rank(runner)
+            seed_everything_for_step(seed, runner.iter, rank)
