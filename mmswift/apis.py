@@ -4,14 +4,16 @@ from typing import Any, Optional
 
 from mmengine.config import Config
 
+from .errors import CheckpointNotFoundError, ConfigNotFoundError
+
 
 def build_inferencer(config: str, checkpoint: Optional[str] = None,
                      device: str = 'cpu') -> Any:
     """``DetInferencer`` for mmdet configs, ``MMSegInferencer`` for mmseg ones."""
     if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
+        raise ConfigNotFoundError(f'config file not found: {config}')
     if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+        raise CheckpointNotFoundError(f'checkpoint not found: {checkpoint}')
     scope = Config.fromfile(config).get('default_scope', 'mmdet')
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
@@ -31,7 +33,7 @@ def build_model_from_config(config: str):
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import init_default_scope
     if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
+        raise ConfigNotFoundError(f'config file not found: {config}')
     cfg = Config.fromfile(config)
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)

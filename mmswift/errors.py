@@ -28,5 +28,9 @@ class DatasetError(MMSwiftError, ValueError):
     """A dataset that cannot be trained or tested on."""
 
 
+class DatasetExistsError(DatasetError, FileExistsError):
+    """A demo dataset's folder holds something other than a generated set."""
+
+
 class NonFiniteLossError(MMSwiftError, FloatingPointError):
     """Training stopped because the loss or the weights became NaN/inf."""

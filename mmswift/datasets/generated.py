@@ -14,6 +14,8 @@ import tempfile
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from ..errors import DatasetExistsError
+
 MARKER = 'GENERATED'
 
 
@@ -42,7 +44,7 @@ def ensure_generated(root: str, generate: Callable[..., object], **kwargs) -> bo
     if osp.exists(osp.join(root, MARKER)):
         return False
     if osp.exists(root) and os.listdir(root):
-        raise FileExistsError(
+        raise DatasetExistsError(
             f'{root} exists but is not a complete generated dataset (no {MARKER} '
             f'marker); delete it or point data_root elsewhere')
     generate(root, **kwargs)

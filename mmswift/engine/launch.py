@@ -87,6 +87,37 @@ def require_checkpoint(path: str, what: str) -> None:
                               f'newest complete checkpoint of the work dir)')
 
 
+def require_matching_variant(path: str, cfg: Config, what: str) -> None:
+    """A SwiftFormer det/seg checkpoint must be of the config's variant:
+    mmengine loads whole-model checkpoints non-strictly, so an L1 checkpoint
+    under an XS config would otherwise be evaluated with random layers."""
+    from mmswift.models import SwiftFormer
+    from mmswift.models.pretrained import describe_arch, infer_arch
+    backbone = cfg.get('model', {}).get('backbone', {})
+    arch = backbone.get('arch')
+    if not str(backbone.get('type', '')).endswith('SwiftFormer') or \
+            not isinstance(arch, str) or arch.lower() not in SwiftFormer.arch_settings:
+        return
+    try:  # mmap: only the backbone tensors' shapes are read
+        ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except RuntimeError:  # pre-zip checkpoints cannot be mapped
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    backbone_sd = {k[len('backbone.'):]: v for k, v in sd.items()
+                   if k.startswith('backbone.')}
+    if not backbone_sd:
+        raise CheckpointError(f'{what}: checkpoint {path} holds no backbone.* weights, '
+                              f'so it is not a detector/segmentor checkpoint; ImageNet '
+                              f'backbone weights go in model.backbone.init_cfg.checkpoint')
+    layers, dims = infer_arch(backbone_sd)
+    want = SwiftFormer.arch_settings[arch.lower()]
+    if layers != list(want['layers']) or dims != list(want['embed_dims']):
+        raise CheckpointError(
+            f'{what}: checkpoint {path} holds a {describe_arch(layers, dims)} '
+            f"backbone but the config builds arch='{arch}'; use the config of that "
+            f'variant, or a checkpoint trained with this one')
+
+
 def apply_train_args(cfg: Config, args) -> Config:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
@@ -111,6 +142,9 @@ def apply_train_args(cfg: Config, args) -> Config:
     elif args.resume is not None:
         require_checkpoint(args.resume, '--resume')
         cfg.resume, cfg.load_from = True, args.resume
+    if cfg.get('load_from') and osp.isfile(cfg.load_from):
+        require_matching_variant(cfg.load_from, cfg,
+                                 '--resume' if cfg.get('resume') else 'load_from')
     adapt_to_device(cfg, args.launcher)
     return cfg
 
@@ -119,6 +153,7 @@ def apply_test_args(cfg: Config, args) -> Config:
     cfg.launcher = args.launcher
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or default_work_dir(args.config)
     require_checkpoint(args.checkpoint, 'CHECKPOINT')
+    require_matching_variant(args.checkpoint, cfg, 'CHECKPOINT')
     cfg.load_from = args.checkpoint
     scope = cfg.get('default_scope', 'mmdet')
     if args.show_dir or args.show:
