@@ -65,13 +65,35 @@ def test_energy_ratio_is_one_for_uniform_and_high_inside_mask():
     mask = np.zeros((64, 64), bool)
     mask[16:48, 16:48] = True  # a quarter of the image
     uniform = torch.ones(8, 16, 16) * 3.0
-    assert energy_in_mask_ratio(uniform, mask) == pytest.approx(1.0, abs=1e-6)
+    for centred in (True, False):
+        assert energy_in_mask_ratio(uniform, mask, centred) == pytest.approx(1.0, abs=1e-6)
+    noise = torch.randn(64, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert energy_in_mask_ratio(noise, mask) == pytest.approx(1.0, abs=0.1)
     inside = torch.zeros(8, 16, 16)
     inside[:, 5:11, 5:11] = 2.0  # within the mask even after bilinear upsampling
-    assert energy_in_mask_ratio(inside, mask) == pytest.approx(4.0, rel=1e-6)
-    outside = torch.ones(8, 16, 16)
-    outside[:, 4:12, 4:12] = 0.0
-    assert energy_in_mask_ratio(outside, mask) < 0.3
+    inside[:, 5:11, 5:11:2] = -2.0  # zero mean: centring changes nothing
+    for centred in (True, False):  # all energy on a quarter of the image
+        assert energy_in_mask_ratio(inside, mask, centred) == pytest.approx(4.0, rel=1e-6)
+    silent = torch.ones(8, 16, 16)  # active everywhere except on the object
+    silent[:, 5:11, 5:11] = 0.0
+    assert energy_in_mask_ratio(silent, mask, centred=False) < 0.9
+    # centred energy is the deviation from the image's typical value, of
+    # either sign: a map dark exactly on the object still outlines it
+    assert energy_in_mask_ratio(silent, mask) > 2.0
+
+
+def test_centred_ratio_ignores_constant_channel_offsets():
+    """A per-channel constant says nothing about where objects are: it leaves
+    the centred ratio as it is and drags the raw one towards 1."""
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    feat = torch.zeros(8, 16, 16)
+    feat[:, 5:11, 5:11] = torch.randn(8, 6, 6, generator=torch.Generator().manual_seed(1))
+    offset = feat + torch.linspace(3, 10, 8)[:, None, None]
+    assert energy_in_mask_ratio(offset, mask) == pytest.approx(
+        energy_in_mask_ratio(feat, mask), rel=1e-5)
+    assert energy_in_mask_ratio(feat, mask, centred=False) > 3.0
+    assert energy_in_mask_ratio(offset, mask, centred=False) < 1.3
 
 
 def test_bad_inputs_give_one_line_errors_and_the_rest_are_drawn(images, tmp_path, capsys):

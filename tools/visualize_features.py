@@ -44,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument('--out-dir', default='feature_maps', help='output folder')
     p.add_argument('--no-draw', action='store_true', help='only compute --masks ratios')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the random initialisation (when no checkpoint is given)')
     return p.parse_args(argv)
 
 
@@ -57,6 +59,8 @@ def main(argv=None) -> int:
                                        read_rgb)
     try:
         paths = collect_images(args.inputs)
+        import torch
+        torch.manual_seed(args.seed)  # random weights are reproducible
         extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device)
         masks = ObjectMasks(args.masks) if args.masks else None
     except (ImageReadError, FileNotFoundError, ValueError) as e:
@@ -65,6 +69,7 @@ def main(argv=None) -> int:
     stages = [s - 1 for s in sorted(set(args.stages))]
     os.makedirs(args.out_dir, exist_ok=True)
     ratios = {s: [] for s in range(4)}
+    raw_ratios = {s: [] for s in range(4)}
     failed = 0
     bar = ProgressBar(len(paths), file=sys.stderr) if len(paths) > 1 else None
     for path in paths:
@@ -76,6 +81,8 @@ def main(argv=None) -> int:
                 if mask is not None and 0 < mask.mean() < 1:
                     for s in range(min(4, len(feats))):
                         ratios[s].append(energy_in_mask_ratio(feats[s], mask))
+                        raw_ratios[s].append(
+                            energy_in_mask_ratio(feats[s], mask, centred=False))
             if not args.no_draw:
                 stem = osp.splitext(osp.basename(path))[0]
                 for red in args.reduction:
@@ -95,11 +102,15 @@ def main(argv=None) -> int:
             print(f'error: no image had a usable mask in {args.masks}', file=sys.stderr)
             return 2
         import numpy as np
-        summary = {f'stage{s + 1}': dict(energy_in_mask_ratio=float(np.nanmean(v)),
-                                         images=len(v)) for s, v in measured.items()}
-        print('energy-in-mask ratio (1.0 = no localization):')
+        summary = {f'stage{s + 1}': dict(
+            energy_in_mask_ratio=float(np.nanmean(v)),
+            raw_energy_in_mask_ratio=float(np.nanmean(raw_ratios[s])),
+            images=len(v)) for s, v in measured.items()}
+        print('energy-in-mask ratio (1.0 = no localization), centred energy '
+              '(raw energy, constant parts included, in brackets):')
         for name, row in summary.items():
-            print(f'  {name}: {row["energy_in_mask_ratio"]:.3f}  ({row["images"]} images)')
+            print(f'  {name}: {row["energy_in_mask_ratio"]:.3f}  '
+                  f'({row["raw_energy_in_mask_ratio"]:.3f})  ({row["images"]} images)')
         with open(osp.join(args.out_dir, 'energy_in_mask.json'), 'w') as f:
             json.dump(dict(config=args.config, arch=args.arch, checkpoint=args.checkpoint,
                            after_neck=args.after_neck, masks=args.masks, stages=summary), f,

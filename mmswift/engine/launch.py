@@ -210,6 +210,7 @@ def run_tool(job: Callable[[], Any], checkpoint: Callable[[], Optional[str]]) ->
     from mmswift.compat import explain_unsafe_checkpoint
     try:
         job()
+        _close_process_group()
         return 0
     except NonFiniteLossError as e:
         print(f'error: {e}', file=sys.stderr)
@@ -223,3 +224,13 @@ def run_tool(job: Callable[[], Any], checkpoint: Callable[[], Optional[str]]) ->
             raise
         print(f'error: {message}', file=sys.stderr)
         return 2
+
+
+def _close_process_group() -> None:
+    """mmengine leaves the process group open; at interpreter exit gloo's
+    threads then abort a finished rank now and then ("terminate called
+    without an active exception"), failing a job that succeeded."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -246,21 +246,37 @@ def draw_figure(rgb: np.ndarray, feats: Sequence[torch.Tensor], strides: Sequenc
 
 
 # ---------------------------------------------------------------- metric
-def energy_map(feat: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-    """Per-pixel feature energy ``mean_c F_c^2``, upsampled to ``hw``."""
-    return _resize_maps(feat.float().pow(2).mean(0, keepdim=True), hw)[0]
+def energy_map(feat: torch.Tensor, hw: Tuple[int, int], centred: bool = True
+               ) -> torch.Tensor:
+    """Per-pixel feature energy, upsampled to ``hw``.
+
+    ``centred`` (default): ``mean_c (F_c - spatial mean of F_c)^2``, the
+    energy of what varies across the image. ``centred=False``:
+    ``mean_c F_c^2``. A channel's constant part carries no information about
+    *where* anything is, yet in the raw energy it spreads evenly over the
+    image and pulls the ratio towards 1 in proportion to its square. Biases
+    and BN shifts change that constant part during training for reasons
+    unrelated to localization, so the raw ratio can fall as a model learns to
+    localize (measured on the demo checkpoints: see the README).
+    """
+    f = feat.float()
+    if centred:
+        f = f - f.mean(dim=(-2, -1), keepdim=True)
+    return _resize_maps(f.pow(2).mean(0, keepdim=True), hw)[0]
 
 
-def energy_in_mask_ratio(feat: torch.Tensor, mask: np.ndarray) -> float:
-    """Share of feature energy on ``mask`` divided by the mask's share of the image."""
+def energy_in_mask_ratio(feat: torch.Tensor, mask: np.ndarray, centred: bool = True) -> float:
+    """Share of feature energy on ``mask`` divided by the mask's share of the
+    image: 1.0 means no localization (also for a map with no energy at all,
+    which localizes nothing)."""
     mask_t = torch.from_numpy(np.asarray(mask, bool))
     share = float(mask_t.float().mean())
     if share <= 0 or share >= 1:
         raise ValueError('the object mask must cover part of the image, not none or all of it')
-    e = energy_map(feat, tuple(mask_t.shape)).clamp_min(0)
+    e = energy_map(feat, tuple(mask_t.shape), centred).clamp_min(0)
     total = float(e.sum())
-    if total <= 0:
-        return float('nan')
+    if total <= 1e-12 * e.numel():
+        return 1.0
     return float(e[mask_t].sum()) / total / share
 
 
