@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 
@@ -21,6 +22,13 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
     return module
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on, for a torchrun rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def run_py(*args, env=None, timeout=600, cwd=REPO):

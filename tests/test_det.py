@@ -2,14 +2,13 @@
 import glob
 import json
 import os
-import socket
 
 import cv2
 import pytest
 import torch
 from mmengine.config import Config
 
-from .conftest import PYTHON, REPO, run_py, tiny_det_config
+from .conftest import PYTHON, REPO, free_port, run_py, tiny_det_config
 
 VARIANTS = {'xs': [48, 56, 112, 220], 's': [48, 64, 168, 224],
             'l1': [48, 96, 192, 384], 'l3': [64, 128, 320, 512]}
@@ -120,17 +119,12 @@ def test_train_tool_then_test_tool_on_generated_data(tmp_path):
     assert out_png is not None and out_png.shape == (128, 128, 3)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 
 def test_dist_train_two_processes_on_cpu_gloo(tmp_path):
     import subprocess
     cfg = tiny_det_config(tmp_path)
     work = str(tmp_path / 'work')
-    env = dict(os.environ, PYTHON=PYTHON, PORT=str(_free_port()), PYTHONPATH=REPO,
+    env = dict(os.environ, PYTHON=PYTHON, PORT=str(free_port()), PYTHONPATH=REPO,
                OMP_NUM_THREADS='1')
     proc = subprocess.run(['bash', 'tools/dist_train.sh', cfg, '2', '--work-dir', work],
                           cwd=REPO, env=env, text=True, capture_output=True, timeout=600)

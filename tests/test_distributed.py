@@ -3,7 +3,6 @@ total batch, and a failure in one rank ends the whole job."""
 import glob
 import json
 import os
-import socket
 import subprocess
 import time
 
@@ -11,18 +10,13 @@ import torch
 
 import mmswift  # noqa: F401  (Runner checkpoints load under weights_only)
 
-from .conftest import PYTHON, REPO, run_py, write_config
+from .conftest import PYTHON, REPO, free_port, run_py, write_config
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _dist_train(config, procs, *args, timeout=600):
-    env = dict(os.environ, PYTHON=PYTHON, PORT=str(_free_port()), PYTHONPATH=REPO,
-               OMP_NUM_THREADS='1')
+    env = dict(os.environ, PYTHON=PYTHON, PORT=str(free_port()), PYTHONPATH=REPO,
+               OMP_NUM_THREADS='1', PYTHONFAULTHANDLER='1')  # a crash shows its stack
     return subprocess.run(['bash', 'tools/dist_train.sh', config, str(procs), *args],
                           cwd=REPO, env=env, text=True, capture_output=True,
                           timeout=timeout)

@@ -35,15 +35,17 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmswift.engine.datacheck import check_datasets
-    from mmswift.engine.launch import (apply_test_args, build_runner,
-                                       load_config, run_tool, setup_local_rank)
+    from mmswift.engine.launch import (apply_test_args, build_runner, load_config,
+                                       release_runner, run_tool, setup_local_rank)
     setup_local_rank(args.local_rank)
 
     def test():
         cfg = apply_test_args(load_config(args.config, args.cfg_options), args)
         if not args.skip_data_check:
             check_datasets(cfg, ('test',), args.config, cfg.work_dir)
-        build_runner(cfg).test()
+        runner = build_runner(cfg)
+        runner.test()
+        release_runner(runner)
 
     return run_tool(test, lambda: args.checkpoint)
 

@@ -37,8 +37,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mmswift.engine.datacheck import check_datasets
-    from mmswift.engine.launch import (apply_train_args, build_runner,
-                                       load_config, run_tool, setup_local_rank)
+    from mmswift.engine.launch import (apply_train_args, build_runner, load_config,
+                                       release_runner, run_tool, setup_local_rank)
     setup_local_rank(args.local_rank)
     state = {}
 
@@ -47,7 +47,9 @@ def main(argv=None) -> int:
             load_config(args.config, args.cfg_options), args)
         if not args.skip_data_check:
             check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir)
-        build_runner(cfg).train()
+        runner = build_runner(cfg)
+        runner.train()
+        release_runner(runner)
 
     return run_tool(train, lambda: state['cfg'].get('load_from') if 'cfg' in state else None)
 

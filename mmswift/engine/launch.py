@@ -98,10 +98,15 @@ def require_matching_variant(path: str, cfg: Config, what: str) -> None:
     if not str(backbone.get('type', '')).endswith('SwiftFormer') or \
             not isinstance(arch, str) or arch.lower() not in SwiftFormer.arch_settings:
         return
-    try:  # mmap: only the backbone tensors' shapes are read
-        ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-    except RuntimeError:  # pre-zip checkpoints cannot be mapped
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    from mmswift.compat import explain_unsafe_checkpoint
+    try:
+        try:  # mmap: only the backbone tensors' shapes are read
+            ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        except RuntimeError:  # pre-zip checkpoints cannot be mapped
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(explain_unsafe_checkpoint(path, e) or
+                              f'{what}: cannot unpickle {path}: {e}') from e
     sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
     backbone_sd = {k[len('backbone.'):]: v for k, v in sd.items()
                    if k.startswith('backbone.')}
@@ -124,7 +129,7 @@ def apply_train_args(cfg: Config, args) -> Config:
     if args.amp:
         if not torch.cuda.is_available():
             raise ConfigError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); '
-                               'drop --amp to train in fp32 on this machine')
+                              'drop --amp to train in fp32 on this machine')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.auto_scale_lr:
@@ -210,7 +215,6 @@ def run_tool(job: Callable[[], Any], checkpoint: Callable[[], Optional[str]]) ->
     from mmswift.compat import explain_unsafe_checkpoint
     try:
         job()
-        _close_process_group()
         return 0
     except NonFiniteLossError as e:
         print(f'error: {e}', file=sys.stderr)
@@ -226,11 +230,18 @@ def run_tool(job: Callable[[], Any], checkpoint: Callable[[], Optional[str]]) ->
         return 2
 
 
-def _close_process_group() -> None:
-    """mmengine leaves the process group open; at interpreter exit gloo's
-    threads then abort a finished rank now and then ("terminate called
-    without an active exception"), failing a job that succeeded."""
+def release_runner(runner) -> None:
+    """Free a finished Runner, then close the process group, while every
+    thread is still alive. mmengine leaves both to interpreter exit, where
+    the DDP wrapper's reference keeps gloo's process group alive into
+    teardown, and a finished rank now and then aborts ("terminate called
+    without an active exception"): a job that succeeded exits with SIGABRT."""
+    import gc
+
     import torch.distributed as dist
+    runner.__dict__.clear()  # the model (DDP), loops and hooks refer back to it
+    del runner
+    gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()

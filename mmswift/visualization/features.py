@@ -13,8 +13,6 @@ image)``. 1.0 means the energy ignores where the objects are; a map that is
 non-zero only on the objects scores ``1 / share``.
 """
 import glob
-import json
-import os
 import os.path as osp
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
