@@ -20,6 +20,7 @@ from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.logging import print_log
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import DatasetError
 
@@ -88,7 +89,6 @@ def _coco_problem(path: str) -> Optional[str]:
 
 def _image_size(path: str) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
     """(width, height) from the file header, or a problem."""
-    from PIL import Image, UnidentifiedImageError
     if not osp.isfile(path):
         return None, 'missing'
     if osp.getsize(path) == 0:

@@ -135,11 +135,11 @@ def apply_train_args(cfg: Config, args) -> Config:
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in cfg.auto_scale_lr:
             raise ConfigError(f'--auto-scale-lr: {args.config} has no '
-                               f'auto_scale_lr.base_batch_size to scale from')
+                              f'auto_scale_lr.base_batch_size to scale from')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
         from .checkpoint import find_resumable_checkpoint
-        found = find_resumable_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
+        found = find_resumable_checkpoint(cfg.work_dir)
         if found is None:
             print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; '
                       f'training from the start', logger='current', level=30)
@@ -165,7 +165,7 @@ def apply_test_args(cfg: Config, args) -> Config:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
             raise ConfigError(f'{args.config} has no default_hooks.visualization '
-                               f'to draw with; --show/--show-dir need one')
+                              f'to draw with; --show/--show-dir need one')
         hook['draw'] = True
         if args.show:
             hook['show'] = True
@@ -183,7 +183,7 @@ def apply_test_args(cfg: Config, args) -> Config:
         else:  # a pickle of predictions, as mmdet's test.py
             if not args.out.endswith(('.pkl', '.pickle')):
                 raise ConfigError(f'--out {args.out}: detection results are saved as a '
-                                 f'.pkl/.pickle file')
+                                  f'.pkl/.pickle file')
             evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) \
                 else [cfg.test_evaluator]
             cfg.test_evaluator = evaluators + [

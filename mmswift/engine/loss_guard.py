@@ -4,12 +4,12 @@ Without this an mmdet/mmseg run that diverges keeps going for hours, logs
 ``loss: nan`` and overwrites the good checkpoints with NaN weights.
 """
 import math
-import os.path as osp
 from typing import Optional
 
 import torch
 from mmengine import dist
 from mmengine.hooks import Hook
+from mmengine.runner import IterBasedTrainLoop
 
 from ..errors import NonFiniteLossError
 from ..registry import HOOKS
@@ -17,10 +17,9 @@ from .checkpoint import find_resumable_checkpoint
 
 
 def _where(runner) -> str:
-    loop = runner.train_loop
-    if getattr(loop, 'max_epochs', None) and 'Epoch' in type(loop).__name__:
-        return f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
-    return f'iteration {runner.iter + 1}'
+    if isinstance(runner.train_loop, IterBasedTrainLoop):
+        return f'iteration {runner.iter + 1}'
+    return f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
 
 
 @HOOKS.register_module()
@@ -66,8 +65,7 @@ class LossGuardHook(Hook):
 
     @staticmethod
     def _last_good(runner) -> str:
-        last = find_resumable_checkpoint(runner.work_dir) if osp.isdir(
-            runner.work_dir) else None
+        last = find_resumable_checkpoint(runner.work_dir)
         fix = ('lower optim_wrapper.optimizer.lr, add '
                'optim_wrapper.clip_grad=dict(max_norm=...), or check the data')
         if last is None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
+from mmengine.runner import IterBasedTrainLoop
 
 from ..registry import HOOKS
 
@@ -61,11 +62,11 @@ class StepSeedHook(Hook):
 
     def before_train(self, runner) -> None:
         loop = runner.train_loop
-        if hasattr(loop, 'dataloader_iterator'):  # IterBasedTrainLoop
+        if isinstance(loop, IterBasedTrainLoop):
             loop.dataloader_iterator = _SeedEachBatch(
                 loop.dataloader_iterator, *self._seed_and_rank(runner))
 
     def before_train_epoch(self, runner) -> None:
-        if not hasattr(runner.train_loop, 'dataloader_iterator'):
+        if not isinstance(runner.train_loop, IterBasedTrainLoop):
             seed, rank = self._seed_and_rank(runner)
             seed_everything_for_step(seed, runner.iter, rank)
