@@ -3,7 +3,10 @@
 # lr 2e-4, weight decay 1e-4, 12 epochs with steps at 8 and 11, 500 iterations
 # of linear warm-up, 1333x800 single scale, flip 0.5, 8 GPUs x 2 images.
 # Paper: 41.2 box AP / 38.1 mask AP.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/robust_training.py',
+]
 
 custom_imports = dict(imports=['mmswift'], allow_failed_imports=False)
 
@@ -29,13 +32,7 @@ optim_wrapper = dict(
 train_dataloader = dict(batch_size=2)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
-# Robust training (mmswift.engine): checkpoints written atomically (a job
-# killed while saving never leaves a half-written file for --resume), a
-# clear stop when the loss becomes NaN/inf, and random numbers re-seeded per
-# step so that a resumed run continues exactly as an uninterrupted one.
+# Checkpoints written atomically: a job killed while saving never leaves a
+# half-written file for --resume (the other robust-training hooks come from
+# ../_base_/robust_training.py).
 default_hooks = dict(checkpoint=dict(type='mmswift.AtomicCheckpointHook'))
-robust_training_hooks = [
-    dict(type='mmswift.LossGuardHook'),
-    dict(type='mmswift.StepSeedHook'),
-]
-custom_hooks = robust_training_hooks

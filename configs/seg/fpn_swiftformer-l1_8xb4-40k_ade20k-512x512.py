@@ -8,6 +8,7 @@ _base_ = [
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_40k.py',
+    '../_base_/robust_training.py',
 ]
 
 custom_imports = dict(imports=['mmswift'], allow_failed_imports=False)
@@ -51,18 +52,9 @@ optim_wrapper = dict(
 param_scheduler = [
     dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=40000, by_epoch=False)
 ]
-# 40k iterations; evaluate and checkpoint every 4000 (schedule_40k)
+# 40k iterations; evaluate and checkpoint every 4000 (schedule_40k); checkpoints
+# are written atomically (a job killed while saving leaves no half-written file)
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 default_hooks = dict(checkpoint=dict(
     type='mmswift.AtomicCheckpointHook', by_epoch=False, interval=4000))
 auto_scale_lr = dict(enable=False, base_batch_size=32)
-
-# Robust training (mmswift.engine): checkpoints written atomically (a job
-# killed while saving never leaves a half-written file for --resume), a
-# clear stop when the loss becomes NaN/inf, and random numbers re-seeded per
-# step so that a resumed run continues exactly as an uninterrupted one.
-robust_training_hooks = [
-    dict(type='mmswift.LossGuardHook'),
-    dict(type='mmswift.StepSeedHook'),
-]
-custom_hooks = robust_training_hooks
