@@ -1,3 +1,6 @@
+import glob
+import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +25,22 @@ def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
     return module
+
+
+def load_tool(name: str):
+    """``tools/NAME.py`` as a module, to call its ``main(argv)`` in-process."""
+    spec = importlib.util.spec_from_file_location(
+        f'mmswift_tool_{name}', os.path.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def logged_scalars(work_dir: str) -> list:
+    """The records of every ``scalars.json`` in a work dir, runs in order
+    (a resumed run's records come after those of the run it continues)."""
+    paths = sorted(glob.glob(os.path.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    return [json.loads(line) for path in paths for line in open(path)]
 
 
 def free_port() -> int:

@@ -1,7 +1,6 @@
 """Two gloo processes on CPU train exactly like one process with the same
 total batch, and a failure in one rank ends the whole job."""
 import glob
-import json
 import os
 import subprocess
 import time
@@ -10,7 +9,7 @@ import torch
 
 import mmswift  # noqa: F401  (Runner checkpoints load under weights_only)
 
-from .conftest import PYTHON, REPO, free_port, run_py, write_config
+from .conftest import PYTHON, REPO, free_port, logged_scalars, run_py, write_config
 
 
 
@@ -49,9 +48,8 @@ custom_hooks = _base_.robust_training_hooks
 
 
 def _losses(work, key):
-    path, = glob.glob(os.path.join(work, '*', 'vis_data', 'scalars.json'))
-    recs = [json.loads(line) for line in open(path)]
-    return [r[key] for r in recs if key in r]
+    assert len(glob.glob(os.path.join(work, '*', 'vis_data', 'scalars.json'))) == 1
+    return [rec[key] for rec in logged_scalars(work) if key in rec]
 
 
 def test_two_processes_follow_the_loss_curve_of_one(tmp_path):

@@ -1,7 +1,6 @@
 """Bad input gets one actionable line and a non-zero exit status, before
 any training; a diverging run stops naming the iteration and the last good
 checkpoint; checkpoints load under weights_only and say what they need."""
-import importlib.util
 import json
 import os
 
@@ -12,23 +11,15 @@ from PIL import Image
 from mmswift.datasets.scenes_ade import generate_scenes_ade
 from mmswift.datasets.shapes_coco import ensure_shapes_coco
 
-from .conftest import REPO, run_py, write_config
+from .conftest import REPO, load_tool, run_py, write_config
 
 DET = 'configs/det/mask-rcnn_swiftformer-xs_fpn_1x_coco.py'
 SEG = 'configs/seg/fpn_swiftformer-xs_8xb4-40k_ade20k-512x512.py'
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'mmswift_tool_{name}', os.path.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _run_tool(name, argv, capsys):
     """tools/NAME.py in this process: (exit status, its last stderr line)."""
-    rc = _tool(name).main(argv)
+    rc = load_tool(name).main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     return rc, (err[-1] if err else '')
 

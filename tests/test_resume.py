@@ -2,7 +2,6 @@
 picks the newest complete checkpoint, and a SIGKILLed, resumed run ends
 with the same weights and losses as an uninterrupted one."""
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import torch
 from mmswift.engine.checkpoint import (atomic_write, checkpoint_problem,
                                        find_resumable_checkpoint)
 
-from .conftest import PYTHON, REPO, run_py, write_config
+from .conftest import PYTHON, REPO, logged_scalars, run_py, write_config
 
 
 # ------------------------------------------------------------ unit level
@@ -101,13 +100,7 @@ custom_hooks = _base_.robust_training_hooks
 
 def _losses(work):
     """iteration -> loss, from every run in the work dir; later runs win."""
-    losses = {}
-    for path in sorted(glob.glob(os.path.join(work, '*', 'vis_data', 'scalars.json'))):
-        for line in open(path):
-            rec = json.loads(line)
-            if 'loss' in rec:
-                losses[rec['iter']] = rec['loss']
-    return losses
+    return {rec['iter']: rec['loss'] for rec in logged_scalars(work) if 'loss' in rec}
 
 
 def _kill_during_training(config, work, first_ckpt):

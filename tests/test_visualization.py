@@ -1,5 +1,4 @@
 """tools/visualize_features.py, the energy-in-mask ratio, the training hook."""
-import importlib.util
 import json
 import os
 
@@ -10,12 +9,9 @@ import torch
 
 from mmswift.visualization import energy_in_mask_ratio
 
-from .conftest import REPO
+from .conftest import REPO, load_tool
 
-_spec = importlib.util.spec_from_file_location(
-    'visualize_features', os.path.join(REPO, 'tools', 'visualize_features.py'))
-vis_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(vis_tool)
+vis_tool = load_tool('visualize_features')
 
 
 @pytest.fixture
