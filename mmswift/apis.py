@@ -23,11 +23,12 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
                          show_progress=False)
 
 
-def build_model_from_config(config: str):
+def build_model_from_config(config: str, cfg_options: Optional[dict] = None):
     """A detector or segmentor from an mmdet/mmseg config, for inference-side
     tools: the backbone keeps its own random initialisation (no
     ``init_cfg`` checkpoint is read), SyncBN becomes BN (one process), and
-    ``init_weights`` runs without logging every parameter. Returns
+    ``init_weights`` runs without logging every parameter; ``cfg_options``
+    are merged as ``--cfg-options`` would. Returns
     ``(model, cfg)`` with the model in eval mode."""
     from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
@@ -35,6 +36,8 @@ def build_model_from_config(config: str):
     if not osp.isfile(config):
         raise ConfigNotFoundError(f'config file not found: {config}')
     cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope', 'mmdet')
     init_default_scope(scope)
     if scope == 'mmseg':

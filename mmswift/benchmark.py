@@ -33,10 +33,24 @@ import torch
 import torch.nn as nn
 
 SWIFT = ('xs', 's', 'l1', 'l3')
-PEERS_MMPRETRAIN = {'efficientformer-l1': ('EfficientFormer', dict(arch='l1', out_indices=(0, 1, 2, 3))),
-                    'efficientformer-l3': ('EfficientFormer', dict(arch='l3', out_indices=(0, 1, 2, 3))),
-                    'poolformer-s12': ('PoolFormer', dict(arch='s12', out_indices=(0, 2, 4, 6))),
-                    'poolformer-s24': ('PoolFormer', dict(arch='s24', out_indices=(0, 2, 4, 6)))}
+# mmpretrain's EfficientFormer ends in one attention block whose position
+# biases are fixed to a 7x7 map (224x224 inputs only); at dense-prediction
+# sizes it is built with that block as a Meta4D block (vit_num=0), and its
+# last features reshaped to NCHW before their norm.
+_EFFICIENTFORMER = {
+    'l1': dict(layers=[3, 2, 6, 4], embed_dims=[48, 96, 224, 448],
+               downsamples=[False, True, True, True], vit_num=0),
+    'l3': dict(layers=[4, 4, 12, 6], embed_dims=[64, 128, 320, 512],
+               downsamples=[False, True, True, True], vit_num=0),
+}
+PEERS_MMPRETRAIN = {
+    'efficientformer-l1': ('EfficientFormer', dict(arch=_EFFICIENTFORMER['l1'], out_indices=(0, 1, 2, 3),
+                                                   reshape_last_feat=True)),
+    'efficientformer-l3': ('EfficientFormer', dict(arch=_EFFICIENTFORMER['l3'], out_indices=(0, 1, 2, 3),
+                                                   reshape_last_feat=True)),
+    'poolformer-s12': ('PoolFormer', dict(arch='s12', out_indices=(0, 2, 4, 6))),
+    'poolformer-s24': ('PoolFormer', dict(arch='s24', out_indices=(0, 2, 4, 6))),
+}
 
 
 def machine_description() -> str:
@@ -90,6 +104,7 @@ class Built:
     call: Callable[[], object]
     params: int
     extra: Dict[str, object] = field(default_factory=dict)
+    parts: Dict[str, Callable[[], object]] = field(default_factory=dict)
 
 
 def _random_reference(arch: str, seed: int = 0):
@@ -119,9 +134,14 @@ def _swiftformer_like_reference(arch: str) -> nn.Module:
     return model.eval()
 
 
+_RESNET18_NECK = dict(model=dict(backbone=dict(depth=18),
+                                  neck=dict(in_channels=[64, 128, 256, 512])))
 WHOLE_MODELS = {
     'maskrcnn-r50': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
     'fpn-r50': 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py',
+    # mmdet/mmseg ship no R18 Mask R-CNN / Semantic FPN config: R50's with depth 18
+    'maskrcnn-r18': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', _RESNET18_NECK),
+    'fpn-r18': ('mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py', _RESNET18_NECK),
     **{f'maskrcnn-{v}': f'configs/det/mask-rcnn_swiftformer-{v}_fpn_1x_coco.py' for v in SWIFT},
     **{f'fpn-{v}': f'configs/seg/fpn_swiftformer-{v}_8xb4-40k_ade20k-512x512.py' for v in SWIFT},
 }
@@ -136,10 +156,12 @@ def _config_path(path: str) -> str:
     return path if os.path.isabs(path) or os.path.exists(path) else os.path.join(root, path)
 
 
-def _whole_model(config: str, hw: Tuple[int, int]):
-    """A detector or segmentor from a config (random weights) and a data sample."""
+def _whole_model(config, hw: Tuple[int, int]):
+    """A detector or segmentor from a config (or ``(config, overrides)``),
+    with random weights, and a data sample."""
     from mmswift.apis import build_model_from_config
-    model, cfg = build_model_from_config(_config_path(config))
+    config, overrides = config if isinstance(config, tuple) else (config, None)
+    model, cfg = build_model_from_config(_config_path(config), overrides)
     if cfg.get('default_scope', 'mmdet') == 'mmseg':
         from mmseg.structures import SegDataSample as Sample
     else:
@@ -151,113 +173,168 @@ def _whole_model(config: str, hw: Tuple[int, int]):
     return model, sample
 
 
-def _synthetic_train_batch(model: nn.Module, sample, hw: Tuple[int, int], batch: int):
-    """A batch with ground truth for ``train_step``: boxes and masks (det) or labels (seg)."""
-    from mmengine.structures import InstanceData, PixelData
+def _synthetic_train_batch(sample, hw: Tuple[int, int], batch: int):
+    """A batch with ground truth for ``train_step``: mmdet's ``demo_mm_inputs``
+    (boxes and masks) for detectors, random label maps for segmentors."""
     h, w = hw
+    if type(sample).__name__ == 'DetDataSample':
+        from mmdet.testing import demo_mm_inputs
+        return demo_mm_inputs(batch_size=batch, image_shapes=(3, h, w), num_items=[8] * batch,
+                              num_classes=80, with_mask=True)
+    from mmengine.structures import PixelData
     g = torch.Generator().manual_seed(0)
     samples = []
     for _ in range(batch):
         s = sample.clone()
-        if hasattr(s, 'gt_sem_seg') or type(s).__name__ == 'SegDataSample':
-            s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w), generator=g))
-        else:
-            from mmdet.structures.mask import BitmapMasks
-            n = 8
-            xy = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
-            wh = torch.rand(n, 2, generator=g) * torch.tensor([w * 0.3, h * 0.3]) + 16
-            boxes = torch.cat([xy, xy + wh], 1)
-            masks = np.zeros((n, h, w), np.uint8)
-            for i, (x0, y0, x1, y1) in enumerate(boxes.int().tolist()):
-                masks[i, y0:y1, x0:x1] = 1
-            s.gt_instances = InstanceData(bboxes=boxes, labels=torch.randint(0, 80, (n, ), generator=g),
-                                          masks=BitmapMasks(masks, h, w))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w), generator=g))
         samples.append(s)
     inputs = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for _ in range(batch)]
     return dict(inputs=inputs, data_samples=samples)
 
 
+class _HiddenStates(nn.Module):
+    """transformers' SwiftFormerModel returning the four stage outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        hs = self.model(x, output_hidden_states=True).hidden_states
+        return hs[1], hs[3], hs[5], hs[7]
+
+
+def _mmpretrain_backbone(name: str) -> nn.Module:
+    """EfficientFormer / PoolFormer, mmpretrain's own code.
+
+    ``import mmpretrain`` imports every model it has, and two of those fail
+    here: its data code needs torchvision (which does not import beside
+    this torch build) and its BLIP code subclasses a name transformers 5
+    removed. The two backbones need neither, so their files are loaded
+    under their own module names with the package ``__init__`` files
+    skipped; their code runs unchanged.
+    """
+    import importlib.util
+    import sys
+    import types
+    if 'mmpretrain.models.backbones.efficientformer' not in sys.modules:
+        spec = importlib.util.find_spec('mmpretrain')
+        if spec is None:
+            raise ImportError(f'{name} needs mmpretrain (pip install mmpretrain)')
+        root = os.path.dirname(spec.origin)
+        for pkg in ('mmpretrain', 'mmpretrain.models', 'mmpretrain.models.backbones',
+                    'mmpretrain.models.utils'):
+            if pkg not in sys.modules:
+                module = types.ModuleType(pkg)
+                module.__path__ = [os.path.join(root, *pkg.split('.')[1:])]
+                sys.modules[pkg] = module
+        for mod in ('registry', 'models.utils.layer_scale', 'models.backbones.base_backbone',
+                    'models.backbones.poolformer', 'models.backbones.efficientformer'):
+            module = importlib.import_module(f'mmpretrain.{mod}')
+            if mod == 'models.utils.layer_scale':
+                sys.modules['mmpretrain.models.utils'].LayerScale = module.LayerScale
+    from mmpretrain.registry import MODELS
+    cls, kwargs = PEERS_MMPRETRAIN[name]
+    return MODELS.build(dict(type=cls, **kwargs))
+
+
+def _backbone(name: str) -> nn.Module:
+    if name in SWIFT:  # the same random weights as ref-<arch>: ratios compare equal math
+        return _swiftformer_like_reference(name)
+    if name.startswith('ref-') and name[4:] in SWIFT:
+        return _HiddenStates(_random_reference(name[4:]))
+    if name in ('resnet18', 'resnet50'):
+        from mmdet.models.backbones import ResNet
+        return ResNet(depth=int(name[6:]), out_indices=(0, 1, 2, 3))
+    if name in PEERS_MMPRETRAIN:
+        return _mmpretrain_backbone(name)
+    raise ValueError(f'unknown model {name!r}')
+
+
 def build_entry(entry: Entry, hw: Tuple[int, int], batch: int, device: str,
-                train_step: bool = False) -> Built:
-    """The module and a zero-argument call that runs one timed inference
-    (or, with ``train_step``, one training iteration of a whole model)."""
+                train_step: bool = False, compile: bool = False) -> Built:
+    """The module and a zero-argument call that runs one timed inference, or
+    with ``train_step`` one training iteration: forward, backward and an
+    optimizer step for whole models; forward and backward of the summed
+    outputs' means for backbones.
+
+    Whole models also get ``parts``: calls of the backbone alone and of the
+    backbone and neck, timed in the same rounds, so the split backbone /
+    neck / heads comes from one run.
+    """
     name = entry.model
     # the same input for every entry, so outputs can be compared
     x = torch.randn(batch, 3, *hw, generator=torch.Generator().manual_seed(0)).to(device)
-    extra: Dict[str, object] = {}
-    if name in SWIFT:
-        # the same random weights as ref-<arch>, so ratios compare equal math
-        module = _swiftformer_like_reference(name)
-    elif name.startswith('ref-') and name[4:] in SWIFT:
-        ref = _random_reference(name[4:])
-
-        class _HiddenStates(nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
-
-            def forward(self, t):
-                hs = self.m(t, output_hidden_states=True).hidden_states
-                return hs[1], hs[3], hs[5], hs[7]
-
-        module = _HiddenStates(ref)
-    elif name in ('resnet18', 'resnet50'):
-        from mmdet.models.backbones import ResNet
-        module = ResNet(depth=int(name[6:]), out_indices=(0, 1, 2, 3))
-    elif name in PEERS_MMPRETRAIN:
-        try:
-            import mmpretrain.models  # noqa: F401
-            from mmpretrain.registry import MODELS
-        except ImportError as e:
-            raise ImportError(f'{name} needs mmpretrain (pip install mmpretrain)') from e
-        cls, kwargs = PEERS_MMPRETRAIN[name]
-        module = MODELS.build(dict(type=cls, **kwargs))
-    elif name in WHOLE_MODELS or name.endswith('.py'):
+    whole = name in WHOLE_MODELS or name.endswith('.py')
+    if whole:
         module, sample = _whole_model(WHOLE_MODELS.get(name, entry.spec.split(':')[0]), hw)
     else:
-        raise ValueError(f'unknown model {name!r}')
+        module = _backbone(name)
     module.to(device)
     module.eval()  # not chained: some OpenMMLab train() overrides return None
     if entry.deploy:
-        if not hasattr(module, 'switch_to_deploy'):
-            if hasattr(getattr(module, 'backbone', None), 'switch_to_deploy'):
-                module.backbone.switch_to_deploy()
-            else:
-                raise ValueError(f'{entry.spec}: only SwiftFormer has a deploy form')
-        else:
-            module.switch_to_deploy()
+        target = module if hasattr(module, 'switch_to_deploy') else getattr(module, 'backbone', None)
+        if not hasattr(target, 'switch_to_deploy'):
+            raise ValueError(f'{entry.spec}: only SwiftFormer has a deploy form')
+        target.switch_to_deploy()
     if entry.channels_last:
         module = module.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     params = sum(p.numel() for p in module.parameters())
+    if compile and whole:
+        module.backbone = torch.compile(module.backbone)
+    elif compile:
+        module = torch.compile(module)
     amp_dtype = torch.bfloat16 if device == 'cpu' else torch.float16
     amp = entry.precision == 'amp'
 
-    if train_step:
-        if not (name in WHOLE_MODELS or name.endswith('.py')):
-            raise ValueError(f'{entry.spec}: --train-step times whole models (configs)')
-        from mmengine.optim import build_optim_wrapper
+    def autocast():
+        return torch.autocast(device, dtype=amp_dtype, enabled=amp)
+
+    parts: Dict[str, Callable[[], object]] = {}
+    if train_step and entry.deploy:
+        raise ValueError(f'{entry.spec}: the deploy form is for inference, not --train-step')
+    if train_step and whole:
         from mmengine.config import Config
-        cfg = Config.fromfile(_config_path(WHOLE_MODELS.get(name, entry.spec.split(':')[0])))
+        from mmengine.optim import build_optim_wrapper
+        config = WHOLE_MODELS.get(name, entry.spec.split(':')[0])
+        cfg = Config.fromfile(_config_path(config[0] if isinstance(config, tuple) else config))
         optim_cfg = dict(cfg.optim_wrapper)
         if amp:
             optim_cfg.update(type='AmpOptimWrapper', dtype='bfloat16' if device == 'cpu' else None)
         module.train()
         optim = build_optim_wrapper(module, optim_cfg)
-        data = _synthetic_train_batch(module, sample, hw, batch)
+        data = _synthetic_train_batch(sample, hw, batch)
 
         def call():
             return module.train_step(data, optim)
-    elif name in WHOLE_MODELS or name.endswith('.py'):
+    elif train_step:
+        module.train()
+
         def call():
-            with torch.no_grad(), torch.autocast(device, dtype=amp_dtype, enabled=amp):
+            with autocast():
+                loss = sum(o.float().mean() for o in module(x))
+            loss.backward()
+            return loss
+    elif whole:
+        def call():
+            with torch.no_grad(), autocast():
                 return module.predict(x, [sample] * batch)
+
+        def backbone():
+            with torch.no_grad(), autocast():
+                return module.backbone(x)
+
+        def backbone_neck():
+            with torch.no_grad(), autocast():
+                return module.extract_feat(x)
+        parts = {'backbone': backbone, 'backbone+neck': backbone_neck}
     else:
         def call():
-            with torch.no_grad(), torch.autocast(device, dtype=amp_dtype, enabled=amp):
+            with torch.no_grad(), autocast():
                 return module(x)
-    built = Built(entry, module, call, params, extra)
-    built.extra['input'] = x
+    built = Built(entry, module, call, params, dict(input=x))
+    built.parts = parts
     return built
 
 
@@ -329,12 +406,10 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
     built: List[Built] = []
     for e in entries:
         try:
-            b = build_entry(e, hw, batch, device, train_step)
+            b = build_entry(e, hw, batch, device, train_step, compile)
         except ImportError as err:
             log(f'skipped {e.spec}: {err}')
             continue
-        if compile:
-            b.module = torch.compile(b.module)
         built.append(b)
     if not built:
         raise RuntimeError('no entry could be built')
@@ -353,6 +428,8 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
     for b in built:  # warm-up, and peak memory of one call
         for _ in range(warmup):
             b.call()
+            for part in b.parts.values():
+                part()
         gc.collect()
         if device == 'cuda':
             torch.cuda.reset_peak_memory_stats()
@@ -363,9 +440,13 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
                 b.call()
             memory[b.entry.spec] = peak.peak - peak.base
     times: Dict[str, List[float]] = {b.entry.spec: [] for b in built}
+    part_times: Dict[str, Dict[str, List[float]]] = {
+        b.entry.spec: {k: [] for k in b.parts} for b in built}
     for r in range(runs):
         for b in built:
             times[b.entry.spec].append(time_call(b.call, device))
+            for k, part in b.parts.items():
+                part_times[b.entry.spec][k].append(time_call(part, device))
         log(f'round {r + 1}/{runs} done')
     base = built[0].entry.spec
     base_median = statistics.median(times[base])
@@ -379,6 +460,11 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
                    peak_mem_mb=memory[b.entry.spec] / 2**20)
         if b.entry.spec in checks:
             row['max_rel_diff_vs_reference'] = checks[b.entry.spec]
+        if b.parts:  # medians of the same rounds: backbone, then what each stage adds
+            pm = {k: statistics.median(v) for k, v in part_times[b.entry.spec].items()}
+            row['split_s'] = dict(backbone=pm['backbone'],
+                                  neck=pm['backbone+neck'] - pm['backbone'],
+                                  heads=s['median_s'] - pm['backbone+neck'])
         if flops and not train_step:
             row.update(flops_and_params(b.module, b.extra['input']))
         rows.append(row)
@@ -401,5 +487,7 @@ def format_table(report: Dict[str, object]) -> str:
                      f'{r["ratio"]:>7.2f}x')
         if r.get('flops_g') is not None:
             lines[-1] += f'  {r["flops_g"]:.1f} GFLOPs'
+        if 'split_s' in r:
+            lines[-1] += '  (' + ', '.join(f'{k} {v:.3f}s' for k, v in r['split_s'].items()) + ')'
     lines.append(f'ratios: median time / median of {report["baseline"]}')
     return '\n'.join(lines)

@@ -9,38 +9,122 @@ from mmswift.models import SwiftFormer
 from .conftest import randomize_, run_py
 
 
+def plain_forward(model, x):
+    """The eval-mode output computed with plain differentiable ops: autograd
+    on the input rules out the in-place inference kernels."""
+    with torch.enable_grad():
+        return [o.detach() for o in model(x.clone().requires_grad_(True))]
+
+
+def max_rel(a, b):
+    return max(float((u - v).abs().max() / u.abs().max()) for u, v in zip(a, b))
+
+
 @pytest.mark.parametrize('arch', ['xs', 's', 'l1', 'l3'])
 @pytest.mark.parametrize('hw', [(64, 64), (67, 93)])
-def test_deploy_form_equals_training_form(arch, hw):
+def test_fused_forms_equal_plain_training_form(arch, hw):
     model = randomize_(SwiftFormer(arch), seed=1).eval()
     x = torch.randn(2, 3, *hw)
+    expected = plain_forward(model, x)
     with torch.no_grad():
-        expected = model(x)
+        eval_kernels = model(x)  # training form at inference: fused kernels
         model.switch_to_deploy()
-        got = model(x)
-    for e, g in zip(expected, got):
-        assert e.shape == g.shape
-        assert float((e - g).abs().max() / e.abs().max()) < 1e-4
-    # every BN but the four output norms is folded, and so is every layer scale
+        deploy = model(x)
+        deploy_cl = model(x.contiguous(memory_format=torch.channels_last))
+    for got in (eval_kernels, deploy, deploy_cl):
+        assert [g.shape for g in got] == [e.shape for e in expected]
+        assert max_rel(expected, got) < 1e-4
+    # the plain path of the deploy form (used for tracing and autograd) too
+    assert max_rel(expected, plain_forward(model, x)) < 1e-4
+    # every BN but the four output norms is folded, every layer scale too,
+    # and the attention's four projections are merged
     kinds = [type(m).__name__ for m in model.modules()]
     assert kinds.count('BatchNorm2d') == 4 and 'LayerScale2d' not in kinds
+    assert kinds.count('Linear') == 0
+    assert not any(p.requires_grad for p in model.parameters())
     with pytest.raises(RuntimeError, match='deploy form'):
         model.train()
 
 
-def test_deploy_needs_eval_mode():
-    with pytest.raises(RuntimeError, match='model.eval'):
-        SwiftFormer('xs').train().switch_to_deploy()
-
-
-def test_deploy_form_in_channels_last():
-    model = randomize_(SwiftFormer('xs')).eval().switch_to_deploy()
-    x = torch.randn(1, 3, 96, 64)
+def test_inference_kernels_only_where_they_cannot_change_behaviour():
+    from mmswift.models.layers import use_inference_kernels
+    w = torch.nn.Parameter(torch.randn(3))
+    x = torch.randn(2, 3)
     with torch.no_grad():
-        a = model(x)
-        b = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
-    for u, v in zip(a, b):
-        assert float((u - v).abs().max() / u.abs().max()) < 1e-4
+        assert use_inference_kernels(x, w)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert not use_inference_kernels(x, w)
+    assert not use_inference_kernels(x, w)  # autograd needs the weights' grads
+    assert use_inference_kernels(x, w.detach())
+    assert not use_inference_kernels(x.requires_grad_(True), w.detach())
+
+
+def test_inference_kernels_are_used_at_inference(monkeypatch):
+    """The blocks really take the blocked path under no_grad (GELU in place)."""
+    calls = []
+    real = torch.ops.aten.gelu_
+
+    class Spy:
+        def __call__(self, t):
+            calls.append(t.shape)
+            return real(t)
+    import mmswift.models.layers.inference as inference
+    monkeypatch.setattr(inference.torch.ops.aten, 'gelu_', Spy(), raising=False)
+    model = SwiftFormer('xs').eval()
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+    # one per ConvEncoder/LocalRepresentation/MLP: 3+3+6+4 blocks, 4 of them
+    # SwiftFormer blocks with two MLPs each
+    assert len(calls) == sum(model.layers) + 4
+    calls.clear()
+    plain_forward(model, torch.randn(1, 3, 64, 64))
+    assert calls == []
+
+
+def test_outputs_keep_the_callers_memory_format():
+    """mmcv's CPU RoIAlign indexes NCHW memory: a channels_last feature map
+    silently gives wrong RoI features, so NCHW in means NCHW out."""
+    model = SwiftFormer('xs').eval().switch_to_deploy()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert all(o.is_contiguous() for o in model(x))
+        cl = model(x.contiguous(memory_format=torch.channels_last))
+    assert all(o.is_contiguous(memory_format=torch.channels_last) for o in cl)
+
+
+@pytest.mark.parametrize('config', ['configs/det/mask-rcnn_swiftformer-xs_fpn_1x_coco.py',
+                                    'configs/seg/fpn_swiftformer-xs_8xb4-40k_ade20k-512x512.py'])
+def test_whole_model_outputs_unchanged_by_deploy_form(config):
+    """Mask R-CNN's RPN/RoI head outputs and Semantic FPN's logits are the
+    same with the plain training form and with the deploy form."""
+    from mmswift.benchmark import _whole_model
+    torch.manual_seed(0)
+    model, sample = _whole_model(config, (160, 224))
+    randomize_(model.backbone, seed=2)
+    x = torch.randn(1, 3, 160, 224)
+    plain = plain_forward(model.backbone, x)  # as the training form computes them
+
+    def heads(feats, proposals=None):
+        if not hasattr(model, 'rpn_head'):  # Semantic FPN: the logits
+            return [model.decode_head(model.neck(feats))]
+        feats = model.neck(feats)
+        # the RoI heads on fixed proposals: RoIAlign reads the FPN maps
+        return [*model.rpn_head(feats)[0], *model.rpn_head(feats)[1],
+                *model.roi_head.forward(feats, proposals)]
+
+    with torch.no_grad():
+        proposals = None
+        if hasattr(model, 'rpn_head'):
+            proposals = model.rpn_head.predict(model.neck(tuple(plain)), [sample], rescale=False)
+            proposals[0] = proposals[0][:50]
+        expected = heads(tuple(plain), proposals)
+        model.backbone.switch_to_deploy()
+        got = heads(model.backbone(x), proposals)
+    leaves = torch.utils._pytree.tree_leaves
+    e = [t for t in leaves(expected) if isinstance(t, torch.Tensor)]
+    g = [t for t in leaves(got) if isinstance(t, torch.Tensor)]
+    assert len(e) == len(g) > 0
+    assert max_rel(e, g) < 1e-4
 
 
 @pytest.mark.parametrize('deploy', [False, True])

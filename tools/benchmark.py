@@ -31,7 +31,7 @@ def default_entries(task: str, model_level: bool, precision: str) -> list:
         return ([f'maskrcnn-r50::{precision}', f'maskrcnn-l1::{precision}',
                  f'maskrcnn-l1:deploy:{precision}'] if task == 'det' else
                 [f'fpn-r50::{precision}', f'fpn-l1::{precision}', f'fpn-l1:deploy:{precision}'])
-    entries = ['ref-l1', 'l1', 'l1:deploy', 'l1:deploy:amp', 'ref-l1::amp', 'l1:deploy-cl',
+    entries = ['ref-l1', 'l1', 'l1:deploy', 'l1:deploy:amp', 'ref-l1::amp',
                'xs:deploy', 's:deploy', 'l3:deploy', 'ref-xs', 'ref-l3', 'resnet18', 'resnet50']
     try:
         import mmpretrain  # noqa: F401

@@ -41,7 +41,7 @@ def main(argv=None) -> int:
         layers, dims = infer_arch(native)
         arch = args.arch
         if arch is None:
-            name = describe_arch(layers, dims)
+            name = describe_arch(layers, dims, SwiftFormer.arch_settings)
             if not name.startswith('SwiftFormer-'):
                 arch = dict(layers=layers, embed_dims=dims)
             else:
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     if args.attn_norm:
         meta['attn_norm'] = args.attn_norm
     torch.save(dict(state_dict=model.state_dict(), meta=meta), args.dst)
-    print(f'{args.src} ({fmt}, {describe_arch(model.layers, model.embed_dims)}): '
+    print(f'{args.src} ({fmt}, {describe_arch(model.layers, model.embed_dims, model.arch_settings)}): '
           f'{len(report["loaded"])} tensors written to {args.dst}; dropped '
           f'{len(report["dropped"])}: {report["dropped"]}')
     return 0

@@ -118,7 +118,7 @@ def require_matching_variant(path: str, cfg: Config, what: str) -> None:
     want = SwiftFormer.arch_settings[arch.lower()]
     if layers != list(want['layers']) or dims != list(want['embed_dims']):
         raise CheckpointError(
-            f'{what}: checkpoint {path} holds a {describe_arch(layers, dims)} '
+            f'{what}: checkpoint {path} holds a {describe_arch(layers, dims, SwiftFormer.arch_settings)} '
             f"backbone but the config builds arch='{arch}'; use the config of that "
             f'variant, or a checkpoint trained with this one')
 

@@ -181,9 +181,10 @@ def infer_arch(sd: StateDict) -> Tuple[List[int], List[int]]:
     return layers, dims
 
 
-def describe_arch(layers: List[int], dims: List[int]) -> str:
-    from .backbones.swiftformer import SwiftFormer
-    for name, a in SwiftFormer.arch_settings.items():
+def describe_arch(layers: List[int], dims: List[int],
+                  arch_settings: Dict[str, dict]) -> str:
+    """``SwiftFormer-L1`` for a known variant of ``arch_settings``."""
+    for name, a in arch_settings.items():
         if a['layers'] == layers and a['embed_dims'] == dims:
             return f'SwiftFormer-{name.upper()}'
     return f'a SwiftFormer with layers={layers}, embed_dims={dims}'
@@ -214,7 +215,7 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
         asked = (f"arch='{model.arch_name}'" if model.arch_name != 'custom' else
                  f'layers={model.layers}, embed_dims={model.embed_dims}')
         raise CheckpointError(
-            f'checkpoint {path} looks like {describe_arch(*ckpt_arch)} but the '
+            f'checkpoint {path} looks like {describe_arch(*ckpt_arch, model.arch_settings)} but the '
             f'backbone was built with {asked}; set the backbone arch to match '
             f'the checkpoint, or use a checkpoint of the asked variant')
 

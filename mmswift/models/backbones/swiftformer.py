@@ -17,8 +17,15 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmswift.errors import ConfigError
 from mmswift.registry import MODELS
 from ..layers import (ATTN_NORMS, EfficientAdditiveAttention, LayerScale2d,
-                      build_norm)
+                      build_norm, fuse_bn_conv1x1, fuse_conv_bn, mlp_residual,
+                      scale_output)
 from ..layers.common import drop_path_or_identity
+from ..pretrained import load_pretrained
+
+
+def _gamma(layer_scale: nn.Module) -> Optional[torch.Tensor]:
+    """A layer scale's factors, or None once folded away (deploy form)."""
+    return getattr(layer_scale, 'gamma', None)
 
 
 class ConvEncoder(nn.Module):
@@ -34,10 +41,25 @@ class ConvEncoder(nn.Module):
         self.pwconv2 = nn.Conv2d(hidden_dim, dim, 1)
         self.layer_scale = LayerScale2d(dim, 1.0)
         self.drop_path = drop_path_or_identity(drop_path)
+        self.deploy = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x)))))
+        y = self.norm(self.dwconv(x))
+        if not self.training:  # drop path is the identity: one fused MLP
+            return mlp_residual(y, self.pwconv1, self.pwconv2, x, _gamma(self.layer_scale))
+        y = self.pwconv2(self.act(self.pwconv1(y)))
         return x + self.drop_path(self.layer_scale(y))
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold the BN into the depth-wise conv, the layer scale into pwconv2."""
+        if self.deploy:
+            return
+        if isinstance(self.norm, _BatchNorm):
+            self.dwconv, self.norm = fuse_conv_bn(self.dwconv, self.norm), nn.Identity()
+        scale_output(self.pwconv2, self.layer_scale.gamma)
+        self.layer_scale = nn.Identity()
+        self.deploy = True
 
 
 class LocalRepresentation(ConvEncoder):
@@ -58,10 +80,25 @@ class ConvMlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Conv2d(hidden_dim, dim, 1)
         self.drop = nn.Dropout(drop)
+        self.deploy = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop(self.act(self.fc1(self.norm1(x))))
         return self.drop(self.fc2(x))
+
+    def forward_residual(self, x: torch.Tensor,
+                         gamma: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x + gamma * mlp(x)`` at inference (dropout is the identity)."""
+        return mlp_residual(self.norm1(x), self.fc1, self.fc2, x, gamma)
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold the BN in front into fc1 (exact: fc1 is 1x1, unpadded)."""
+        if self.deploy:
+            return
+        if isinstance(self.norm1, _BatchNorm):
+            self.fc1, self.norm1 = fuse_bn_conv1x1(self.norm1, self.fc1), nn.Identity()
+        self.deploy = True
 
 
 class SwiftFormerBlock(nn.Module):
@@ -78,11 +115,27 @@ class SwiftFormerBlock(nn.Module):
         self.layer_scale_1 = LayerScale2d(dim, layer_scale_init_value)
         self.layer_scale_2 = LayerScale2d(dim, layer_scale_init_value)
         self.drop_path = drop_path_or_identity(drop_path)
+        self.deploy = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.local_representation(x)
+        if not self.training:  # token-major attention and a fused MLP
+            x = self.attn.forward_residual(x, _gamma(self.layer_scale_1))
+            return self.linear.forward_residual(x, _gamma(self.layer_scale_2))
         x = x + self.drop_path(self.layer_scale_1(self.attn(x)))
         return x + self.drop_path(self.layer_scale_2(self.linear(x)))
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold both layer scales into the branches, then fold the branches."""
+        if self.deploy:
+            return
+        self.local_representation.switch_to_deploy()
+        self.attn.switch_to_deploy(self.layer_scale_1.gamma)
+        scale_output(self.linear.fc2, self.layer_scale_2.gamma)
+        self.linear.switch_to_deploy()
+        self.layer_scale_1, self.layer_scale_2 = nn.Identity(), nn.Identity()
+        self.deploy = True
 
 
 class Downsample(nn.Module):
@@ -93,9 +146,35 @@ class Downsample(nn.Module):
         super().__init__()
         self.proj = nn.Conv2d(in_dim, out_dim, 3, stride=2, padding=1)
         self.norm = build_norm(norm_cfg, out_dim)
+        self.deploy = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x))
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        if not self.deploy and isinstance(self.norm, _BatchNorm):
+            self.proj, self.norm = fuse_conv_bn(self.proj, self.norm), nn.Identity()
+        self.deploy = True
+
+
+class Stem(nn.Sequential):
+    """Two 3x3 stride-2 conv-norm-ReLU steps (keys ``stem.0`` .. ``stem.5``)."""
+
+    def __init__(self, in_channels: int, dim: int, norm_cfg: dict) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, dim // 2, 3, stride=2, padding=1),
+            build_norm(norm_cfg, dim // 2), nn.ReLU(inplace=True),
+            nn.Conv2d(dim // 2, dim, 3, stride=2, padding=1),
+            build_norm(norm_cfg, dim), nn.ReLU(inplace=True))
+        self.deploy = False
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        for conv, norm in ((0, 1), (3, 4)):
+            if not self.deploy and isinstance(self[norm], _BatchNorm):
+                self[conv], self[norm] = fuse_conv_bn(self[conv], self[norm]), nn.Identity()
+        self.deploy = True
 
 
 class SwiftFormerStage(nn.Module):
@@ -110,15 +189,16 @@ class SwiftFormerStage(nn.Module):
                  drop_rate: float, layer_scale_init_value: float,
                  attn_norm: str, norm_cfg: dict) -> None:
         super().__init__()
-        self.downsample = (Downsample(in_dim, dim, norm_cfg)
+        self.downsample = (Downsample(in_dim, dim, norm_cfg=norm_cfg)
                            if downsample else nn.Identity())
         blocks: List[nn.Module] = [
-            ConvEncoder(dim, int(dim * mlp_ratio), 0.0, norm_cfg)
+            ConvEncoder(dim, int(dim * mlp_ratio), norm_cfg=norm_cfg)
             for _ in range(depth - 1)
         ]
         blocks.append(
-            SwiftFormerBlock(dim, mlp_ratio, drop_rate, drop_path,
-                             layer_scale_init_value, attn_norm, norm_cfg))
+            SwiftFormerBlock(dim, mlp_ratio=mlp_ratio, drop=drop_rate, drop_path=drop_path,
+                             layer_scale_init_value=layer_scale_init_value,
+                             attn_norm=attn_norm, norm_cfg=norm_cfg))
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,12 +281,9 @@ class SwiftFormer(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
+        self.deploy = False
         c0 = self.embed_dims[0]
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, c0 // 2, 3, stride=2, padding=1),
-            build_norm(norm_cfg, c0 // 2), nn.ReLU(),
-            nn.Conv2d(c0 // 2, c0, 3, stride=2, padding=1),
-            build_norm(norm_cfg, c0), nn.ReLU())
+        self.stem = Stem(in_channels, c0, norm_cfg)
 
         # the rate rises linearly over all blocks; each stage's SwiftFormer
         # block (its last) takes the rate of its position
@@ -285,7 +362,6 @@ class SwiftFormer(BaseModule):
         """
         init_cfg = self.init_cfg
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
-            from ..pretrained import load_pretrained
             load_pretrained(self, init_cfg['checkpoint'],
                             prefix=init_cfg.get('prefix'),
                             map_location=init_cfg.get('map_location', 'cpu'))
@@ -295,12 +371,20 @@ class SwiftFormer(BaseModule):
 
     # ------------------------------------------------------------------ #
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        # At inference the blocks work on channels_last token rows; the
+        # features go back in the caller's layout, because some consumers
+        # (mmcv's CPU RoIAlign) index NCHW memory directly.
+        out_format = torch.contiguous_format
+        if not self.training:
+            if x.is_contiguous(memory_format=torch.channels_last):
+                out_format = torch.channels_last
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=out_format))
         return tuple(outs)
 
     def _freeze_stages(self) -> None:
@@ -316,14 +400,24 @@ class SwiftFormer(BaseModule):
             for p in m.parameters():
                 p.requires_grad = False
 
+    @torch.no_grad()
     def switch_to_deploy(self) -> 'SwiftFormer':
-        """Fold BNs and layer scales into convolutions for inference (in
-        place; see :mod:`mmswift.models.deploy`). Call on an eval-mode model."""
-        from ..deploy import switch_to_deploy
-        return switch_to_deploy(self)
+        """The inference form, in place: every block folds its BatchNorms
+        and layer scales into its convolutions and merges the attention's
+        projections; only the output norms remain. It computes what the
+        eval-mode training form computes, and cannot be trained."""
+        if self.training:
+            raise RuntimeError('switch_to_deploy() folds eval-mode BatchNorm statistics: '
+                               'call model.eval() first')
+        for m in self.modules():
+            if m is not self and hasattr(m, 'switch_to_deploy'):
+                m.switch_to_deploy()
+        self.requires_grad_(False)
+        self.deploy = True
+        return self
 
     def train(self, mode: bool = True) -> 'SwiftFormer':
-        if mode and getattr(self, 'deploy', False):
+        if mode and self.deploy:
             raise RuntimeError('this SwiftFormer was switched to its deploy form '
                                '(BNs folded) and cannot be trained; rebuild it')
         super().train(mode)

@@ -1,0 +1,58 @@
+"""Fold eval-mode BatchNorms and layer scales into neighbouring linear maps.
+
+In eval mode a BatchNorm is a per-channel affine map and a layer scale a
+per-channel product, so both can be absorbed by the convolution (or linear
+layer) next to them. The blocks' ``switch_to_deploy()`` use these helpers.
+"""
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+def bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` in eval mode."""
+    inv_std = torch.rsqrt(bn.running_var + bn.eps)
+    scale = bn.weight * inv_std if bn.affine else inv_std
+    shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+    return scale, shift
+
+
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    return conv.bias if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
+
+
+@torch.no_grad()
+def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
+    """``bn(conv(x))`` as one conv."""
+    scale, shift = bn_affine(bn)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      padding_mode=conv.padding_mode).to(conv.weight)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    fused.bias.copy_(_bias(conv) * scale + shift)
+    return fused
+
+
+@torch.no_grad()
+def fuse_bn_conv1x1(bn: _BatchNorm, conv: nn.Conv2d) -> nn.Conv2d:
+    """``conv(bn(x))`` as one conv; exact for a 1x1, ungrouped ``conv``
+    because it has no padding for the shift to leak into."""
+    if conv.kernel_size != (1, 1) or conv.groups != 1:
+        raise ValueError(f'fuse_bn_conv1x1 needs an ungrouped 1x1 conv, got {conv}')
+    scale, shift = bn_affine(bn)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True).to(conv.weight)
+    w = conv.weight[:, :, 0, 0]
+    fused.weight.copy_((w * scale[None, :])[:, :, None, None])
+    fused.bias.copy_(_bias(conv) + w @ shift)
+    return fused
+
+
+@torch.no_grad()
+def scale_output(layer: nn.Module, gamma: torch.Tensor) -> None:
+    """Fold a per-output-channel scale into a conv or linear layer, in place."""
+    g = gamma.reshape(-1)
+    layer.weight.mul_(g.reshape(-1, *([1] * (layer.weight.ndim - 1))))
+    if layer.bias is not None:
+        layer.bias.mul_(g)
