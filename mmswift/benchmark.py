@@ -7,7 +7,9 @@ Entries are written ``MODEL[:FORM[:PRECISION]]``:
   reference; it gets the same weights as ``l1`` etc., and the outputs are
   checked equal), ``resnet18 resnet50`` (mmdet's ResNet),
   ``efficientformer-l1 efficientformer-l3 poolformer-s12 poolformer-s24``
-  (mmpretrain, when installed), or ``maskrcnn-l1``, ``maskrcnn-r50``,
+  (mmpretrain), ``timm-xs`` ... ``timm-l3`` (timm's SwiftFormer) and
+  ``tv-resnet18 tv-resnet50`` (torchvision) where they import, or
+  ``maskrcnn-l1``, ``maskrcnn-r50``, ``maskrcnn-r18``,
   ``fpn-l1``, ``fpn-r50`` (whole detectors / segmentors, predict mode), or
   any det/seg config path (``configs/det/...py``);
 * FORM: ``train`` (default) or ``deploy`` (BN and layer scale folded);
@@ -248,7 +250,33 @@ def _backbone(name: str) -> nn.Module:
         return ResNet(depth=int(name[6:]), out_indices=(0, 1, 2, 3))
     if name in PEERS_MMPRETRAIN:
         return _mmpretrain_backbone(name)
+    if name.startswith('timm-') and name[5:] in SWIFT:  # timm's SwiftFormer, features only
+        import timm
+        return _Features(timm.create_model(f'swiftformer_{name[5:]}', num_classes=0))
+    if name in ('tv-resnet18', 'tv-resnet50'):
+        import torchvision
+        return _Features(getattr(torchvision.models, name[3:])())
     raise ValueError(f'unknown model {name!r}')
+
+
+class _Features(nn.Module):
+    """A classifier without its head: timm's ``forward_features``, or a
+    torchvision ResNet's four stages."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        if hasattr(self.model, 'forward_features'):
+            return (self.model.forward_features(x), )
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        outs = []
+        for layer in (m.layer1, m.layer2, m.layer3, m.layer4):
+            x = layer(x)
+            outs.append(x)
+        return tuple(outs)
 
 
 def build_entry(entry: Entry, hw: Tuple[int, int], batch: int, device: str,
