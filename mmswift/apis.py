@@ -7,9 +7,32 @@ from mmengine.config import Config
 from .errors import CheckpointNotFoundError, ConfigNotFoundError
 
 
+DEPLOY_MESSAGE = ('SwiftFormer backbone switched to its deploy form for inference (BatchNorms and '
+                  'layer scales folded, fused inference kernels; same outputs within 1e-4); '
+                  '--no-deploy keeps the training form')
+
+
+def switch_backbone_to_deploy(model: Any) -> bool:
+    """Put ``model`` (a detector/segmentor, possibly wrapped, or a bare
+    backbone) in eval mode with its SwiftFormer backbone in the deploy form,
+    and log it. Returns whether there was one to switch."""
+    from mmengine.logging import print_log
+    from mmengine.model import is_model_wrapper
+    model = model.module if is_model_wrapper(model) else model
+    backbone = getattr(model, 'backbone', model)
+    if not hasattr(backbone, 'switch_to_deploy'):
+        return False
+    model.eval()
+    if not backbone.deploy:
+        backbone.switch_to_deploy()
+        print_log(DEPLOY_MESSAGE, logger='current')
+    return True
+
+
 def build_inferencer(config: str, checkpoint: Optional[str] = None,
-                     device: str = 'cpu') -> Any:
-    """``DetInferencer`` for mmdet configs, ``MMSegInferencer`` for mmseg ones."""
+                     device: str = 'cpu', deploy: bool = True) -> Any:
+    """``DetInferencer`` for mmdet configs, ``MMSegInferencer`` for mmseg
+    ones; with ``deploy`` the backbone runs in its deploy form."""
     if not osp.isfile(config):
         raise ConfigNotFoundError(f'config file not found: {config}')
     if checkpoint is not None and not osp.isfile(checkpoint):
@@ -17,10 +40,14 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
     scope = Config.fromfile(config).get('default_scope', 'mmdet')
     if scope == 'mmseg':
         from mmseg.apis import MMSegInferencer
-        return MMSegInferencer(model=config, weights=checkpoint, device=device)
-    from mmdet.apis import DetInferencer
-    return DetInferencer(model=config, weights=checkpoint, device=device,
-                         show_progress=False)
+        inferencer = MMSegInferencer(model=config, weights=checkpoint, device=device)
+    else:
+        from mmdet.apis import DetInferencer
+        inferencer = DetInferencer(model=config, weights=checkpoint, device=device,
+                                   show_progress=False)
+    if deploy:
+        switch_backbone_to_deploy(inferencer.model)
+    return inferencer
 
 
 def build_model_from_config(config: str, cfg_options: Optional[dict] = None):

@@ -8,6 +8,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmswift.apis import DEPLOY_MESSAGE
+
 from .conftest import PYTHON, REPO, free_port, run_py, tiny_det_config
 
 VARIANTS = {'xs': [48, 56, 112, 220], 's': [48, 64, 168, 224],
@@ -104,6 +106,7 @@ def test_train_tool_then_test_tool_on_generated_data(tmp_path):
     test = run_py('tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'),
                   '--out', out, '--show-dir', 'vis')
     assert test.returncode == 0, test.stderr[-3000:]
+    assert DEPLOY_MESSAGE in test.stdout + test.stderr  # the deploy form by default
     metrics = _metrics_json(str(tmp_path / 'test'))
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
         assert key in metrics and 0.0 <= metrics[key] <= 1.0
@@ -115,6 +118,7 @@ def test_train_tool_then_test_tool_on_generated_data(tmp_path):
     demo = run_py('tools/image_demo.py', image, cfg, ckpt, '--out-dir', str(tmp_path / 'demo'),
                   '--score-thr', '0')
     assert demo.returncode == 0, demo.stderr[-3000:]
+    assert DEPLOY_MESSAGE in demo.stdout + demo.stderr
     out_png = cv2.imread(str(tmp_path / 'demo' / 'vis' / '000001.png'))
     assert out_png is not None and out_png.shape == (128, 128, 3)
 

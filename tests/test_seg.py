@@ -9,6 +9,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmswift.apis import DEPLOY_MESSAGE
+
 from .conftest import REPO, run_py, tiny_seg_config
 
 VARIANTS = {'xs': [48, 56, 112, 220], 's': [48, 64, 168, 224],
@@ -129,12 +131,23 @@ def test_train_tool_then_test_tool_on_generated_data(tmp_path):
     metrics = [json.load(open(p)) for p in glob.glob(str(tmp_path / 'test' / '*' / '*.json'))]
     metrics = [m for m in metrics if isinstance(m, dict) and 'mIoU' in m]
     assert metrics and 0.0 <= metrics[0]['mIoU'] <= 100.0
+    # the deploy form by default, said in the log; --no-deploy tests the
+    # training form, with the same metrics
+    assert DEPLOY_MESSAGE in test.stdout + test.stderr
+    plain = run_py('tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test_plain'),
+                   '--no-deploy')
+    assert plain.returncode == 0 and DEPLOY_MESSAGE not in plain.stdout + plain.stderr
+    plain_metrics = [json.load(open(p)) for p in glob.glob(str(tmp_path / 'test_plain' / '*' / '*.json'))]
+    plain_metrics = [m for m in plain_metrics if isinstance(m, dict) and 'mIoU' in m]
+    assert plain_metrics[0]['mIoU'] == pytest.approx(metrics[0]['mIoU'], abs=0.01)
+    assert plain_metrics[0]['aAcc'] == pytest.approx(metrics[0]['aAcc'], abs=0.01)
     assert len(glob.glob(str(tmp_path / 'pred' / '*.png'))) == 3
     assert len(glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)) == 3
     # mmseg's MMSegInferencer with this config and the trained checkpoint: a coloured overlay
     image = str(tmp_path / 'scenes' / 'images' / 'validation' / '000000.jpg')
     demo = run_py('tools/image_demo.py', image, cfg, ckpt, '--out-dir', str(tmp_path / 'demo'))
     assert demo.returncode == 0, demo.stderr[-3000:]
+    assert DEPLOY_MESSAGE in demo.stdout + demo.stderr
     drawn = glob.glob(str(tmp_path / 'demo' / 'vis' / '*'))
     assert len(drawn) == 1
     import cv2

@@ -9,7 +9,7 @@ import torch
 
 from mmswift.visualization import energy_in_mask_ratio
 
-from .conftest import REPO, load_tool
+from .conftest import run_py, REPO, load_tool
 
 vis_tool = load_tool('visualize_features')
 
@@ -128,3 +128,21 @@ def test_config_mode_after_neck_and_mask_ratios(tmp_path, capsys):
     report = json.load(open(out / 'energy_in_mask.json'))
     assert report['stages']['stage1']['images'] == 3
     assert report['stages']['stage1']['energy_in_mask_ratio'] > 0
+
+
+def test_deploy_form_by_default_with_the_same_features(tmp_path):
+    """The tool runs the deploy form (and logs it); --no-deploy gives the
+    training form, and both measure the same energy-in-mask ratios."""
+    from mmswift.apis import DEPLOY_MESSAGE
+    from mmswift.datasets.shapes_coco import generate_shapes_coco
+    ann = generate_shapes_coco(str(tmp_path / 'shapes'), num_train=1, num_val=2, size=64)['val']
+    ratios = {}
+    for flag in ([], ['--no-deploy']):
+        out = tmp_path / f'out{len(flag)}'
+        proc = run_py('tools/visualize_features.py', str(tmp_path / 'shapes' / 'val'), '--arch', 'xs',
+                      '--stages', '1', '2', '--masks', ann, '--no-draw', '--out-dir', str(out), *flag)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert (DEPLOY_MESSAGE in proc.stdout + proc.stderr) == (not flag)
+        stages = json.load(open(out / 'energy_in_mask.json'))['stages']
+        ratios[bool(flag)] = [stages[s]['energy_in_mask_ratio'] for s in ('stage1', 'stage2')]
+    assert ratios[True] == pytest.approx(ratios[False], rel=1e-4)

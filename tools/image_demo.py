@@ -19,6 +19,8 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cpu')
     p.add_argument('--score-thr', type=float, default=0.3, help='detection score threshold')
     p.add_argument('--opacity', type=float, default=0.5, help='segmentation overlay opacity')
+    p.add_argument('--no-deploy', action='store_true',
+                   help='run the training form of the backbone (default: its deploy form)')
     return p.parse_args(argv)
 
 
@@ -27,7 +29,8 @@ def main(argv=None) -> int:
     import mmswift  # noqa: F401
     from mmswift.apis import build_inferencer
     try:
-        inferencer = build_inferencer(args.config, args.checkpoint, args.device)
+        inferencer = build_inferencer(args.config, args.checkpoint, args.device,
+                                      deploy=not args.no_deploy)
     except FileNotFoundError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

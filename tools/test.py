@@ -3,6 +3,8 @@
     python tools/test.py CONFIG CHECKPOINT [--show-dir DIR] [--out FILE_OR_DIR]
 
 mmdet configs print the COCO bbox/segm table; mmseg configs the mIoU table.
+The SwiftFormer backbone runs in its deploy form (``--no-deploy`` keeps the
+training form).
 ``--out``: a .pkl of predictions for detection (as mmdet), a folder of label
 PNGs for segmentation (as mmseg). The test dataset is checked first
 (``--skip-data-check`` skips that).
@@ -24,6 +26,9 @@ def parse_args(argv=None):
     p.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
     p.add_argument('--skip-data-check', action='store_true',
                    help='do not check the dataset files before testing')
+    p.add_argument('--no-deploy', action='store_true',
+                   help='test the training form of the backbone (default: its deploy form, '
+                   'folded and fused, the same outputs within 1e-4)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config entries')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],

@@ -44,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument('--out-dir', default='feature_maps', help='output folder')
     p.add_argument('--no-draw', action='store_true', help='only compute --masks ratios')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--no-deploy', action='store_true',
+                   help='run the training form of the backbone (default: its deploy form)')
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the random initialisation (when no checkpoint is given)')
     return p.parse_args(argv)
@@ -61,7 +63,8 @@ def main(argv=None) -> int:
         paths = collect_images(args.inputs)
         import torch
         torch.manual_seed(args.seed)  # random weights are reproducible
-        extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device)
+        extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device,
+                                            deploy=not args.no_deploy)
         masks = ObjectMasks(args.masks) if args.masks else None
     except (ImageReadError, FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)

@@ -160,6 +160,8 @@ def apply_test_args(cfg: Config, args) -> Config:
     require_checkpoint(args.checkpoint, 'CHECKPOINT')
     require_matching_variant(args.checkpoint, cfg, 'CHECKPOINT')
     cfg.load_from = args.checkpoint
+    if not getattr(args, 'no_deploy', False):
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='mmswift.DeployHook')]
     scope = cfg.get('default_scope', 'mmdet')
     if args.show_dir or args.show:
         hook = cfg.default_hooks.get('visualization')

@@ -130,14 +130,16 @@ def _test_pipeline(cfg) -> object:
 
 def build_feature_extractor(config: Optional[str] = None, arch: Optional[str] = None,
                             checkpoint: Optional[str] = None,
-                            device: str = 'cpu') -> FeatureExtractor:
-    """From a det/seg config (with its preprocessing) or a backbone ``arch``.
+                            device: str = 'cpu', deploy: bool = True) -> FeatureExtractor:
+    """From a det/seg config (with its preprocessing) or a backbone ``arch``;
+    with ``deploy`` the backbone runs in its deploy form.
 
     ``checkpoint``: a Mask R-CNN / Semantic FPN checkpoint, or an ImageNet
     backbone checkpoint in any format the backbone loads. Without one the
     weights are random (the backbone's own initialisation).
     """
     import mmswift  # noqa: F401
+    from mmswift.apis import switch_backbone_to_deploy
     from mmswift.models import SwiftFormer
     from mmswift.models.pretrained import (extract_state_dict, detect_format,
                                            load_pretrained, read_checkpoint)
@@ -149,6 +151,8 @@ def build_feature_extractor(config: Optional[str] = None, arch: Optional[str] = 
         backbone = SwiftFormer(arch).eval()
         if checkpoint:
             load_pretrained(backbone, checkpoint)
+        if deploy:
+            switch_backbone_to_deploy(backbone)
         return FeatureExtractor(backbone.to(device), None, None, None)
 
     from mmswift.apis import build_model_from_config
@@ -161,6 +165,8 @@ def build_feature_extractor(config: Optional[str] = None, arch: Optional[str] = 
                             logger='current')
         else:
             load_pretrained(model.backbone, checkpoint)
+    if deploy:
+        switch_backbone_to_deploy(model)
     model.to(device)
     return FeatureExtractor(model.backbone, getattr(model, 'neck', None),
                             _test_pipeline(cfg), model.data_preprocessor)
