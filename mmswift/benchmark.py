@@ -220,6 +220,10 @@ def _mmpretrain_backbone(name: str) -> nn.Module:
     import sys
     import types
     if 'mmpretrain.models.backbones.efficientformer' not in sys.modules:
+        # an earlier failed ``import mmpretrain`` (mmdet tries one) leaves
+        # half-initialised submodules behind
+        for mod in [m for m in sys.modules if m.split('.')[0] == 'mmpretrain']:
+            del sys.modules[mod]
         spec = importlib.util.find_spec('mmpretrain')
         if spec is None:
             raise ImportError(f'{name} needs mmpretrain (pip install mmpretrain)')
@@ -235,9 +239,10 @@ def _mmpretrain_backbone(name: str) -> nn.Module:
             module = importlib.import_module(f'mmpretrain.{mod}')
             if mod == 'models.utils.layer_scale':
                 sys.modules['mmpretrain.models.utils'].LayerScale = module.LayerScale
-    from mmpretrain.registry import MODELS
     cls, kwargs = PEERS_MMPRETRAIN[name]
-    return MODELS.build(dict(type=cls, **kwargs))
+    # the class itself: the registry would import mmpretrain.models after all
+    module = sys.modules[f'mmpretrain.models.backbones.{cls.lower()}']
+    return getattr(module, cls)(**kwargs)
 
 
 def _backbone(name: str) -> nn.Module:

@@ -153,13 +153,20 @@ def test_export_tool_checks_its_output(tmp_path):
 
 def test_benchmark_tool_tiny_run_writes_valid_json(tmp_path):
     out = tmp_path / 'bench.json'
-    proc = run_py('tools/benchmark.py', '--entries', 'ref-xs', 'xs', 'xs:deploy', 'xs:deploy:amp',
-                  'resnet18', '--input', '64', '64', '--runs', '1', '--warmup', '1',
-                  '--flops', '--json', str(out))
+    # mmdet's ResNet first: its import half-imports mmpretrain, which the
+    # peers' loader must survive
+    entries = ['ref-xs', 'xs', 'xs:deploy', 'xs:deploy:amp', 'resnet18',
+               'efficientformer-l1', 'poolformer-s12']
+    proc = run_py('tools/benchmark.py', '--entries', *entries, '--input', '64', '64',
+                  '--runs', '1', '--warmup', '1', '--flops', '--json', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'skipped' not in proc.stderr
     report = json.loads(out.read_text())
     rows = {r['entry']: r for r in report['results']}
-    assert list(rows) == ['ref-xs', 'xs', 'xs:deploy', 'xs:deploy:amp', 'resnet18']
+    assert list(rows) == entries
+    # mmpretrain's peers, with their published parameter counts (backbone only)
+    assert 10 < rows['efficientformer-l1']['params_m'] < 12
+    assert 11 < rows['poolformer-s12']['params_m'] < 12
     assert rows['ref-xs']['ratio'] == pytest.approx(1.0)
     for r in rows.values():
         assert r['median_s'] > 0 and r['runs'] == 1 and r['peak_mem_mb'] >= 0
