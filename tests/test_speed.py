@@ -191,3 +191,14 @@ def test_benchmark_tool_whole_models(tmp_path, extra):
     assert rows['maskrcnn-xs']['params_m'] > rows['fpn-xs']['params_m'] > 3
     assert all(r['median_s'] > 0 for r in rows.values())
     assert 'KaimingInit' not in proc.stdout + proc.stderr  # init_weights stays quiet
+
+
+def test_compare_defaults_hold_the_peers_and_no_emulated_amp_on_cpu():
+    from .conftest import load_tool
+    defaults = load_tool('benchmark').default_entries
+    cpu = defaults('det', False, 'fp32', 'cpu')
+    assert {'ref-l1', 'l1:deploy', 'resnet18', 'efficientformer-l1', 'poolformer-s12'} <= set(cpu)
+    assert not any(e.endswith(':amp') for e in cpu)
+    assert any(e.endswith(':amp') for e in defaults('det', False, 'fp32', 'cuda'))
+    assert defaults('seg', True, 'amp', 'cuda') == ['fpn-r50::amp', 'fpn-r18::amp', 'fpn-l1::amp',
+                                                    'fpn-l1:deploy:amp']

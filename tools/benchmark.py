@@ -26,18 +26,15 @@ import time
 DEFAULT_HW = {'det': (800, 1344), 'seg': (512, 512)}
 
 
-def default_entries(task: str, model_level: bool, precision: str) -> list:
+def default_entries(task: str, model_level: bool, precision: str, device: str) -> list:
     if model_level:
-        return ([f'maskrcnn-r50::{precision}', f'maskrcnn-l1::{precision}',
-                 f'maskrcnn-l1:deploy:{precision}'] if task == 'det' else
-                [f'fpn-r50::{precision}', f'fpn-l1::{precision}', f'fpn-l1:deploy:{precision}'])
-    entries = ['ref-l1', 'l1', 'l1:deploy', 'l1:deploy:amp', 'ref-l1::amp',
-               'xs:deploy', 's:deploy', 'l3:deploy', 'ref-xs', 'ref-l3', 'resnet18', 'resnet50']
-    try:
-        import mmpretrain  # noqa: F401
-        entries += ['efficientformer-l1', 'efficientformer-l3', 'poolformer-s12', 'poolformer-s24']
-    except ImportError:
-        pass
+        names = (['maskrcnn-r50', 'maskrcnn-r18', 'maskrcnn-l1', 'maskrcnn-l1:deploy'] if task == 'det'
+                 else ['fpn-r50', 'fpn-r18', 'fpn-l1', 'fpn-l1:deploy'])
+        return [f'{n}:{precision}' if ':' in n else f'{n}::{precision}' for n in names]
+    entries = ['ref-l1', 'l1', 'l1:deploy', 'resnet18', 'resnet50', 'efficientformer-l1',
+               'poolformer-s12', 'xs:deploy', 's:deploy', 'l3:deploy']
+    if device == 'cuda':  # CPUs without bf16 units emulate autocast (~25x slower)
+        entries += ['ref-l1::amp', 'l1::amp', 'l1:deploy:amp', 'timm-l1', 'timm-l1::amp']
     return entries
 
 
@@ -76,7 +73,7 @@ def main(argv=None) -> int:
     elif args.arch:
         entries = [f'{args.arch}:{args.form}:{args.precision}']
     else:
-        entries = default_entries(args.task, args.model_level, args.precision)
+        entries = default_entries(args.task, args.model_level, args.precision, args.device)
     hw = tuple(args.input) if args.input else DEFAULT_HW[args.task]
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     try:
