@@ -366,9 +366,7 @@ def build_entry(entry: Entry, hw: Tuple[int, int], batch: int, device: str,
         def call():
             with torch.no_grad(), autocast():
                 return module(x)
-    built = Built(entry, module, call, params, dict(input=x))
-    built.parts = parts
-    return built
+    return Built(entry, module, call, params, dict(input=x), parts)
 
 
 class _PeakRSS:

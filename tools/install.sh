@@ -49,11 +49,13 @@ if [ -n "$OFFLINE" ]; then
   [ -d "$OFFLINE" ] || { echo "[install] error: MMSWIFT_OFFLINE_DIR=$OFFLINE is not a folder; make it with tools/prepare_offline.sh" >&2; exit 2; }
   PIP+=(--no-index --find-links "$OFFLINE")
 fi
+# mmcv's own dependencies: from the index, or offline from requirements/offline.txt
+MMCV_DEPS=(); [ -n "$OFFLINE" ] && MMCV_DEPS=(--no-deps)
 
 if [ "$TORCH_VERSION" = installed ]; then
   "$PY" -c 'import torch' 2>/dev/null || { echo "[install] error: TORCH_VERSION=installed but $PY cannot import torch; set MMSWIFT_SYSTEM_SITE=1 or install torch first" >&2; exit 2; }
   log "build tools; keeping the installed torch $("$PY" -c 'import torch; print(torch.__version__)')"
-  if [ -n "$OFFLINE" ]; then "${PIP[@]}" -q "setuptools<82"; else "${PIP[@]}" -q "setuptools<82" wheel ninja psutil; fi
+  if [ -n "$OFFLINE" ]; then "${PIP[@]}" -q "setuptools<82" wheel; else "${PIP[@]}" -q "setuptools<82" wheel ninja psutil; fi
 else
   log "build tools and torch==$TORCH_VERSION"
   "${PIP[@]}" -q "setuptools<82" wheel ninja psutil
@@ -89,7 +91,7 @@ else
     log "installing ready mmcv wheel $wheel"
     "${PIP[@]}" -q --no-deps --force-reinstall "$wheel"
     # its runtime dependencies (opencv, addict, yapf, ...) come from PyPI
-    "${PIP[@]}" -q "$wheel"
+    "${PIP[@]}" -q "${MMCV_DEPS[@]}" "$wheel"
   else
     src="mmcv==$MMCV_VERSION"
     [ -n "$OFFLINE" ] && src="$OFFLINE/mmcv-$MMCV_VERSION.tar.gz"
@@ -106,8 +108,7 @@ else
     mkdir -p "$cache_dir"
     MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} "$PY" -m pip wheel --no-build-isolation --no-deps \
       -w "$cache_dir" "$src"
-    if [ -n "$OFFLINE" ]; then "${PIP[@]}" -q --no-deps "$cache_dir"/mmcv-"$MMCV_VERSION"-*.whl
-    else "${PIP[@]}" -q "$cache_dir"/mmcv-"$MMCV_VERSION"-*.whl; fi
+    "${PIP[@]}" -q "${MMCV_DEPS[@]}" "$cache_dir"/mmcv-"$MMCV_VERSION"-*.whl
   fi
   mmcv_ok || { echo "[install] error: mmcv $MMCV_VERSION installed but 'import mmcv._ext' fails; delete $cache_dir and run again to rebuild" >&2; exit 1; }
 fi
