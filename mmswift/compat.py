@@ -12,25 +12,47 @@ nothing in site-packages is edited. Each fix has a test in
    would reopen arbitrary code execution, so the name ``builtins.getattr``
    is bound to a getattr that resolves only HistoryBuffer's statistics.
    A checkpoint that needs any other type fails with a message naming it
-   (``explain_unsafe_checkpoint``); a user who trusts the file allows that
+   (:mod:`mmswift.fileio`); a user who trusts the file allows that
    type explicitly with ``MMSWIFT_SAFE_GLOBALS=module.Name[,...]``.
 2. mmengine's ``init_dist('pytorch')`` always calls
    ``torch.cuda.set_device``, which crashes on CPU-only torch; on a machine
    without CUDA the process group is initialised with gloo instead.
+
+Four places override mmengine internals that its public API does not cover
+(``_init_dist_pytorch`` here, ``CheckpointHook._save_checkpoint_with_step``,
+``runner._randomness_cfg``, the Runner teardown). Each calls
+``require_mmengine_internals`` first, which fails loudly on an mmengine
+outside the versions they were written against.
 """
 import importlib
 import os
 import pickle
-import re
-from typing import Any, List, Optional
+from typing import Any, List
 
 import numpy as np
 import torch
 
-__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'SAFE_GLOBALS_ENV', 'apply_all',
-           'explain_unsafe_checkpoint']
+__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'MMENGINE_INTERNALS_RANGE', 'SAFE_GLOBALS_ENV',
+           'apply_all', 'require_mmengine_internals']
 
 SAFE_GLOBALS_ENV = 'MMSWIFT_SAFE_GLOBALS'
+# mmengine versions whose internals mmswift's overrides were written against
+MMENGINE_INTERNALS_RANGE = ('0.10.0', '0.11.0')  # [low, high)
+
+
+def require_mmengine_internals(what: str) -> None:
+    """Raise if the installed mmengine is outside ``MMENGINE_INTERNALS_RANGE``:
+    ``what`` overrides a private part of mmengine that may have changed."""
+    import mmengine
+    from mmengine.utils import digit_version
+    low, high = MMENGINE_INTERNALS_RANGE
+    if not digit_version(low) <= digit_version(mmengine.__version__) < digit_version(high):
+        raise RuntimeError(
+            f'{what} overrides mmengine internals written for mmengine>={low},<{high}, '
+            f'but mmengine {mmengine.__version__} is installed; install a supported one '
+            f'(pip install "mmengine>={low},<{high}", see requirements/runtime.txt) or '
+            f'check that override against this version and widen '
+            f'mmswift.compat.MMENGINE_INTERNALS_RANGE')
 
 _HISTORY_BUFFER_STATS = ('min', 'max', 'current', 'mean')
 
@@ -86,24 +108,10 @@ def allow_user_trusted_types() -> List[Any]:
     return allowed
 
 
-def explain_unsafe_checkpoint(path: str, error: BaseException) -> Optional[str]:
-    """One line for a checkpoint refused by ``weights_only``, or None if
-    ``error`` is something else."""
-    text = str(error)
-    if 'Weights only load failed' not in text:
-        return None
-    m = re.search(r'GLOBAL ([\w.]+)', text)
-    what = m.group(1) if m else 'an object torch does not allow'
-    return (f'checkpoint {path} contains {what}, which torch.load(weights_only=True) '
-            f'refuses because unpickling it could run code. If you trust this file, '
-            f'allow that type explicitly: {SAFE_GLOBALS_ENV}={what} '
-            f'(environment variable, comma-separated) or '
-            f'torch.serialization.add_safe_globals([{what}]) in Python')
-
-
 def init_dist_gloo_without_cuda() -> None:
     """Fix 2: ``init_dist('pytorch')`` on CPU-only machines uses gloo."""
     from mmengine.dist import utils as dist_utils
+    require_mmengine_internals('mmswift.compat.init_dist_gloo_without_cuda')
     original = dist_utils._init_dist_pytorch
     if getattr(original, '_mmswift_patched', False):
         return

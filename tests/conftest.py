@@ -60,17 +60,11 @@ def run_py(*args, env=None, timeout=600, cwd=REPO):
 
 @pytest.fixture
 def hf_swiftformer():
-    """Factory of transformers' SwiftFormer with random weights."""
-    from transformers import (SwiftFormerConfig, SwiftFormerForImageClassification,
-                              SwiftFormerModel)
-    from mmswift.models import SwiftFormer
+    """Factory of transformers' SwiftFormer with every weight random."""
+    from mmswift.analysis.benchmark import random_reference
 
     def make(arch: str, classifier: bool = False, seed: int = 0):
-        a = SwiftFormer.arch_settings[arch]
-        cfg = SwiftFormerConfig(depths=a['layers'], embed_dims=a['embed_dims'],
-                                num_labels=10)
-        cls = SwiftFormerForImageClassification if classifier else SwiftFormerModel
-        return randomize_(cls(cfg), seed).eval()
+        return randomize_(random_reference(arch, seed, classifier), seed).eval()
 
     return make
 
@@ -117,3 +111,15 @@ default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3), logger=dict(
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
 custom_hooks = [dict(type='mmswift.FeatureMapVisHook', interval=1, stage=0)]
 ''')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are deselected on a machine without a CUDA GPU
+    (rather than skipped), so that ``pytest`` and ``pytest -m "not slow"``
+    report only what ran."""
+    if torch.cuda.is_available():
+        return
+    cuda = [item for item in items if item.get_closest_marker('cuda')]
+    if cuda:
+        config.hook.pytest_deselected(items=cuda)
+        items[:] = [item for item in items if not item.get_closest_marker('cuda')]

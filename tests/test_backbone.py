@@ -22,7 +22,6 @@ def test_four_scales_with_strides_4_to_32(arch, batch, h, w):
         for _ in range(i + 2):
             eh, ew = (eh + 1) // 2, (ew + 1) // 2
         assert out.shape == (batch, dims[i], eh, ew), (i, stride)
-        assert -(-h // stride) == eh and -(-w // stride) == ew
         assert torch.isfinite(out).all()
 
 

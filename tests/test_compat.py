@@ -1,14 +1,13 @@
 """Each fix in mmswift.compat, shown necessary (the failure without it, in a
 process that does not import mmswift) and sufficient (with it)."""
 import pickle
-import socket
 
 import pytest
 import torch
 
 import mmswift  # noqa: F401  (applies the fixes in this process)
 
-from .conftest import run_py
+from .conftest import free_port, run_py
 
 
 def _runner_checkpoint(work_dir) -> str:
@@ -46,6 +45,7 @@ def _runner_checkpoint(work_dir) -> str:
     return str(work_dir / 'iter_2.pth')
 
 
+@pytest.mark.slow
 def test_runner_checkpoint_needs_and_gets_the_allowlist(tmp_path):
     ckpt = _runner_checkpoint(tmp_path)
     load = f'import torch; c = torch.load({ckpt!r}); print(sorted(c))'
@@ -80,16 +80,11 @@ def test_restricted_getattr_allows_only_history_buffer_statistics(tmp_path):
         torch.load(evil)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the fix is for CPU-only machines')
 def test_init_dist_pytorch_on_cpu_uses_gloo():
     env = dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
-               MASTER_PORT=str(_free_port()))
+               MASTER_PORT=str(free_port()))
     code = ("from mmengine.dist import init_dist; import torch.distributed as d; "
             "init_dist('pytorch', backend='nccl'); print(d.get_backend(), d.get_world_size())")
     without = run_py('-c', code, env=env, timeout=120)
@@ -97,3 +92,18 @@ def test_init_dist_pytorch_on_cpu_uses_gloo():
     with_fix = run_py('-c', 'import mmswift; ' + code, env=env, timeout=120)
     assert with_fix.returncode == 0, with_fix.stderr
     assert with_fix.stdout.split() == ['gloo', '1']
+
+
+@pytest.mark.parametrize('version', ['0.9.1', '0.11.0', '1.0.0'])
+def test_mmengine_internals_are_overridden_only_on_known_versions(version, monkeypatch):
+    import mmengine
+
+    from mmswift.engine.hooks import AtomicCheckpointHook, StepSeedHook
+    AtomicCheckpointHook(interval=1)  # the installed mmengine is a known one
+    StepSeedHook()
+    monkeypatch.setattr(mmengine, '__version__', version)
+    for build in (lambda: AtomicCheckpointHook(interval=1), StepSeedHook):
+        with pytest.raises(RuntimeError) as e:
+            build()
+        assert f'mmengine {version} is installed' in str(e.value)
+        assert 'mmengine>=0.10.0,<0.11.0' in str(e.value)

@@ -69,12 +69,12 @@ def test_backbone_forms_on_cuda_equal_cpu(arch):
 def _amp_steps(config: str, hw, steps: int):
     from mmengine.optim import build_optim_wrapper
 
-    from mmswift.benchmark import _synthetic_train_batch, _whole_model
+    from mmswift.analysis.benchmark import synthetic_train_batch, _whole_model
     model, sample = _whole_model(config, hw)
     model.cuda().train()
     optim = build_optim_wrapper(model, dict(type='AmpOptimWrapper', loss_scale='dynamic',
                                             optimizer=dict(type='AdamW', lr=1e-4)))
-    data = _synthetic_train_batch(sample, hw, 2)
+    data = synthetic_train_batch(sample, hw, 2)
     before = [p.detach().clone() for p in model.backbone.parameters()]
     losses = []
     for _ in range(steps):
@@ -141,7 +141,7 @@ def test_cpu_checkpoint_resumes_on_cuda_and_syncbn_in_one_process(tmp_path):
 
 def test_benchmark_on_cuda(tmp_path):
     out = tmp_path / 'b.json'
-    proc = run_py('tools/benchmark.py', '--device', 'cuda', '--entries', 'ref-xs', 'xs',
+    proc = run_py('tools/benchmark.py', '--device', 'cuda', 'ref-xs', 'xs',
                   'xs:deploy', 'xs:deploy:amp', '--input', '64', '64', '--batch', '4',
                   '--runs', '2', '--warmup', '1', '--json', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]

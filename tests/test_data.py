@@ -4,6 +4,7 @@ import os
 
 import cv2
 import numpy as np
+import pytest
 
 from mmswift.datasets.scenes_ade import CLASSES as SCENE_CLASSES
 from mmswift.datasets.scenes_ade import generate_scenes_ade
@@ -63,6 +64,7 @@ def test_scenes_have_the_ade20k_layout_and_labels(tmp_path):
     assert all(lab.shape == (64, 64) and lab.dtype == np.uint8 for lab in labels)
 
 
+@pytest.mark.slow
 def test_generate_cli_refuses_a_non_empty_folder(tmp_path):
     proc = run_py('tools/generate_demo_data.py', 'scenes', str(tmp_path / 'x'),
                   '--num-train', '2', '--num-val', '1', '--size', '32')

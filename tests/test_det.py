@@ -1,6 +1,5 @@
 """Mask R-CNN configs, a training step per variant, and the tools end to end."""
 import glob
-import json
 import os
 
 import cv2
@@ -8,12 +7,12 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmswift.apis import DEPLOY_MESSAGE
+from mmswift.apis import DEPLOY_MESSAGE, latest_test_metrics
+from mmswift.models import SwiftFormer
 
 from .conftest import PYTHON, REPO, free_port, run_py, tiny_det_config
 
-VARIANTS = {'xs': [48, 56, 112, 220], 's': [48, 64, 168, 224],
-            'l1': [48, 96, 192, 384], 'l3': [64, 128, 320, 512]}
+VARIANTS = sorted(SwiftFormer.arch_settings)
 
 
 def coco_config(variant: str) -> Config:
@@ -21,7 +20,7 @@ def coco_config(variant: str) -> Config:
         os.path.join(REPO, f'configs/det/mask-rcnn_swiftformer-{variant}_fpn_1x_coco.py'))
 
 
-@pytest.mark.parametrize('variant', sorted(VARIANTS))
+@pytest.mark.parametrize('variant', VARIANTS)
 def test_coco_config_is_the_papers_recipe_and_builds(variant):
     from mmcv.transforms import Compose
     from mmdet.registry import MODELS
@@ -31,7 +30,7 @@ def test_coco_config_is_the_papers_recipe_and_builds(variant):
     bb = cfg.model.backbone
     assert bb.type == 'mmswift.SwiftFormer' and bb.arch == variant
     assert bb.init_cfg.checkpoint == f'checkpoints/swiftformer_{variant}.pth'
-    assert cfg.model.neck.in_channels == VARIANTS[variant]
+    assert cfg.model.neck.in_channels == SwiftFormer.arch_settings[variant]['embed_dims']
     assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
     warmup, steps = cfg.param_scheduler
     assert (warmup.type, warmup.end, warmup.by_epoch) == ('LinearLR', 500, False)
@@ -46,7 +45,7 @@ def test_coco_config_is_the_papers_recipe_and_builds(variant):
 
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    assert model.backbone.embed_dims == VARIANTS[variant]
+    assert model.backbone.embed_dims == SwiftFormer.arch_settings[variant]['embed_dims']
     Compose(cfg.train_pipeline)
     Compose(cfg.test_pipeline)
 
@@ -59,7 +58,7 @@ def test_amp_variant_only_changes_the_optim_wrapper():
     assert amp.model == fp32.model
 
 
-@pytest.mark.parametrize('variant', sorted(VARIANTS))
+@pytest.mark.parametrize('variant', VARIANTS)
 def test_one_training_step_per_variant(variant):
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
@@ -83,14 +82,7 @@ def test_one_training_step_per_variant(variant):
     assert not torch.equal(before, model.backbone.stem[0].weight)
 
 
-def _metrics_json(work_dir):
-    for path in sorted(glob.glob(os.path.join(work_dir, '*', '*.json')), key=os.path.getmtime)[::-1]:
-        data = json.load(open(path))
-        if isinstance(data, dict):
-            return data
-    raise AssertionError(f'no metrics json in {work_dir}')
-
-
+@pytest.mark.slow
 def test_train_tool_then_test_tool_on_generated_data(tmp_path):
     cfg = tiny_det_config(tmp_path)
     work = str(tmp_path / 'work')
@@ -107,7 +99,7 @@ def test_train_tool_then_test_tool_on_generated_data(tmp_path):
                   '--out', out, '--show-dir', 'vis')
     assert test.returncode == 0, test.stderr[-3000:]
     assert DEPLOY_MESSAGE in test.stdout + test.stderr  # the deploy form by default
-    metrics = _metrics_json(str(tmp_path / 'test'))
+    metrics = latest_test_metrics(str(tmp_path / 'test'))
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'):
         assert key in metrics and 0.0 <= metrics[key] <= 1.0
     assert os.path.getsize(out) > 0
@@ -124,6 +116,7 @@ def test_train_tool_then_test_tool_on_generated_data(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_dist_train_two_processes_on_cpu_gloo(tmp_path):
     import subprocess
     cfg = tiny_det_config(tmp_path)
@@ -140,6 +133,7 @@ def test_dist_train_two_processes_on_cpu_gloo(tmp_path):
     assert ckpt['meta']['iter'] == 1 and ckpt['meta']['epoch'] == 1
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_iteration(tmp_path):
     work = str(tmp_path / 'work')
     first = run_py('tools/train.py', tiny_det_config(tmp_path), '--work-dir', work)

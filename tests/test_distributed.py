@@ -5,6 +5,7 @@ import os
 import subprocess
 import time
 
+import pytest
 import torch
 
 import mmswift  # noqa: F401  (Runner checkpoints load under weights_only)
@@ -52,6 +53,7 @@ def _losses(work, key):
     return [rec[key] for rec in logged_scalars(work) if key in rec]
 
 
+@pytest.mark.slow
 def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
     cfg = _deterministic_seg_config(tmp_path)
     one, two = str(tmp_path / 'one'), str(tmp_path / 'two')
@@ -80,6 +82,7 @@ def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=0.01 * max_update, msg=k)
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_the_whole_job(tmp_path):
     cfg = write_config(tmp_path / 'fail.py', os.path.relpath(
         _deterministic_seg_config(tmp_path), REPO), '''

@@ -57,6 +57,7 @@ def image_files(tmp_path_factory):
     return {name: (str(d / name), img.shape[:2]) for name, img in files.items()}
 
 
+@pytest.mark.slow
 def test_detector_takes_any_image_file(tmp_path, image_files):
     """Mask R-CNN XS with the COCO test pipeline, batch 1, random weights."""
     cfg = write_config(tmp_path / 'det.py', 'configs/det/mask-rcnn_swiftformer-xs_fpn_1x_coco.py',
@@ -70,6 +71,7 @@ def test_detector_takes_any_image_file(tmp_path, image_files):
         assert torch.isfinite(inst.bboxes).all() and tuple(inst.masks.shape[1:]) == (h, w), name
 
 
+@pytest.mark.slow
 def test_segmentor_takes_any_image_file(image_files):
     """Semantic FPN XS with the ADE20K test pipeline, batch 1, random weights."""
     inferencer = build_inferencer(os.path.join(REPO, 'configs/seg/fpn_swiftformer-xs_8xb4-40k_ade20k-512x512.py'))
@@ -107,19 +109,15 @@ def test_detector_trains_on_a_batch_of_one_odd_sized_image():
 def test_segmentor_trains_on_a_batch_of_one_odd_sized_image():
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
-    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
     from mmseg.utils import register_all_modules
+
+    from mmswift.analysis.benchmark import demo_seg_inputs
     register_all_modules()
     torch.manual_seed(0)
     cfg = Config.fromfile(os.path.join(REPO, 'configs/seg/fpn_swiftformer-xs_8xb4-40k_ade20k-512x512.py'))
     cfg.model.backbone.init_cfg = None
     cfg.model.data_preprocessor.size = None
     cfg.model.data_preprocessor.size_divisor = 32
-    sample = SegDataSample()
-    sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 97, 131)))
-    sample.set_metainfo(dict(img_shape=(97, 131), ori_shape=(97, 131)))
-    data = dict(inputs=[torch.randint(0, 256, (3, 97, 131), dtype=torch.uint8)],
-                data_samples=[sample])
+    data = demo_seg_inputs([(97, 131)])
     _optim_step(revert_sync_batchnorm(MODELS.build(cfg.model)), cfg, data)

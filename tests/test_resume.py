@@ -10,8 +10,7 @@ import time
 import pytest
 import torch
 
-from mmswift.engine.checkpoint import (atomic_write, checkpoint_problem,
-                                       find_resumable_checkpoint)
+from mmswift.fileio import atomic_write, checkpoint_problem, find_resumable_checkpoint
 
 from .conftest import PYTHON, REPO, logged_scalars, run_py, write_config
 
@@ -153,9 +152,11 @@ def _resume_equals_uninterrupted(tmp_path, config, first_ckpt, final_ckpt):
     assert la == lb
 
 
+@pytest.mark.slow
 def test_killed_seg_training_resumes_to_the_same_weights_and_losses(tmp_path):
     _resume_equals_uninterrupted(tmp_path, _seg_config(tmp_path), 'iter_8.pth', 'iter_24.pth')
 
 
+@pytest.mark.slow
 def test_killed_det_training_resumes_to_the_same_weights_and_losses(tmp_path):
     _resume_equals_uninterrupted(tmp_path, _det_config(tmp_path), 'epoch_1.pth', 'epoch_3.pth')

@@ -1,7 +1,6 @@
 """Semantic FPN configs, a training step per variant, the tools end to end,
 and the AlignResize test pipeline."""
 import glob
-import json
 import os
 
 import numpy as np
@@ -9,12 +8,12 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmswift.apis import DEPLOY_MESSAGE
+from mmswift.apis import DEPLOY_MESSAGE, latest_test_metrics
+from mmswift.models import SwiftFormer
 
 from .conftest import REPO, run_py, tiny_seg_config
 
-VARIANTS = {'xs': [48, 56, 112, 220], 's': [48, 64, 168, 224],
-            'l1': [48, 96, 192, 384], 'l3': [64, 128, 320, 512]}
+VARIANTS = sorted(SwiftFormer.arch_settings)
 
 
 def ade_config(variant: str) -> Config:
@@ -22,7 +21,7 @@ def ade_config(variant: str) -> Config:
         os.path.join(REPO, f'configs/seg/fpn_swiftformer-{variant}_8xb4-40k_ade20k-512x512.py'))
 
 
-@pytest.mark.parametrize('variant', sorted(VARIANTS))
+@pytest.mark.parametrize('variant', VARIANTS)
 def test_ade20k_config_is_the_papers_recipe_and_builds(variant):
     from mmcv.transforms import Compose
     from mmseg.registry import MODELS
@@ -33,7 +32,7 @@ def test_ade20k_config_is_the_papers_recipe_and_builds(variant):
     assert m.backbone.type == 'mmswift.SwiftFormer' and m.backbone.arch == variant
     assert m.backbone.init_cfg.checkpoint == f'checkpoints/swiftformer_{variant}.pth'
     assert m.pretrained is None
-    assert m.neck.in_channels == VARIANTS[variant] and m.neck.out_channels == 256
+    assert m.neck.in_channels == SwiftFormer.arch_settings[variant]['embed_dims'] and m.neck.out_channels == 256
     assert m.decode_head.channels == 128 and m.decode_head.num_classes == 150
     assert m.decode_head.norm_cfg.type == 'SyncBN'
     assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
@@ -53,19 +52,19 @@ def test_ade20k_config_is_the_papers_recipe_and_builds(variant):
 
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    assert model.backbone.embed_dims == VARIANTS[variant]
+    assert model.backbone.embed_dims == SwiftFormer.arch_settings[variant]['embed_dims']
     Compose(cfg.train_pipeline)
     Compose(cfg.test_dataloader.dataset.pipeline)
 
 
-@pytest.mark.parametrize('variant', sorted(VARIANTS))
+@pytest.mark.parametrize('variant', VARIANTS)
 def test_one_training_step_per_variant(variant):
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
-    from mmengine.structures import PixelData
     from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
     from mmseg.utils import register_all_modules
+
+    from mmswift.analysis.benchmark import demo_seg_inputs
     register_all_modules()
     torch.manual_seed(0)
     cfg = ade_config(variant)
@@ -74,14 +73,7 @@ def test_one_training_step_per_variant(variant):
     model = revert_sync_batchnorm(MODELS.build(cfg.model))  # one CPU process
     model.init_weights()
     model.train()
-    samples = []
-    for _ in range(2):
-        s = SegDataSample()
-        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, 96, 96)))
-        s.set_metainfo(dict(img_shape=(96, 96), ori_shape=(96, 96), pad_shape=(96, 96)))
-        samples.append(s)
-    data = dict(inputs=[torch.randint(0, 256, (3, 96, 96), dtype=torch.uint8) for _ in range(2)],
-                data_samples=samples)
+    data = demo_seg_inputs([(96, 96), (96, 96)])
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     before = model.backbone.stem[0].weight.detach().clone()
     log_vars = model.train_step(data, optim)
@@ -111,6 +103,7 @@ def test_test_pipeline_resizes_odd_images_to_multiples_of_32(tmp_path, h, w):
     assert out['data_samples'].ori_shape == (h, w)
 
 
+@pytest.mark.slow
 def test_train_tool_then_test_tool_on_generated_data(tmp_path):
     cfg = tiny_seg_config(tmp_path)
     work = str(tmp_path / 'work')
@@ -128,19 +121,17 @@ def test_train_tool_then_test_tool_on_generated_data(tmp_path):
     test = run_py('tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test'),
                   '--out', str(tmp_path / 'pred'), '--show-dir', str(tmp_path / 'vis'))
     assert test.returncode == 0, test.stderr[-3000:]
-    metrics = [json.load(open(p)) for p in glob.glob(str(tmp_path / 'test' / '*' / '*.json'))]
-    metrics = [m for m in metrics if isinstance(m, dict) and 'mIoU' in m]
-    assert metrics and 0.0 <= metrics[0]['mIoU'] <= 100.0
+    metrics = latest_test_metrics(str(tmp_path / 'test'))
+    assert 0.0 <= metrics['mIoU'] <= 100.0
     # the deploy form by default, said in the log; --no-deploy tests the
     # training form, with the same metrics
     assert DEPLOY_MESSAGE in test.stdout + test.stderr
     plain = run_py('tools/test.py', cfg, ckpt, '--work-dir', str(tmp_path / 'test_plain'),
                    '--no-deploy')
     assert plain.returncode == 0 and DEPLOY_MESSAGE not in plain.stdout + plain.stderr
-    plain_metrics = [json.load(open(p)) for p in glob.glob(str(tmp_path / 'test_plain' / '*' / '*.json'))]
-    plain_metrics = [m for m in plain_metrics if isinstance(m, dict) and 'mIoU' in m]
-    assert plain_metrics[0]['mIoU'] == pytest.approx(metrics[0]['mIoU'], abs=0.01)
-    assert plain_metrics[0]['aAcc'] == pytest.approx(metrics[0]['aAcc'], abs=0.01)
+    plain_metrics = latest_test_metrics(str(tmp_path / 'test_plain'))
+    assert plain_metrics['mIoU'] == pytest.approx(metrics['mIoU'], abs=0.01)
+    assert plain_metrics['aAcc'] == pytest.approx(metrics['aAcc'], abs=0.01)
     assert len(glob.glob(str(tmp_path / 'pred' / '*.png'))) == 3
     assert len(glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)) == 3
     # mmseg's MMSegInferencer with this config and the trained checkpoint: a coloured overlay

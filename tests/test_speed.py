@@ -97,7 +97,7 @@ def test_outputs_keep_the_callers_memory_format():
 def test_whole_model_outputs_unchanged_by_deploy_form(config):
     """Mask R-CNN's RPN/RoI head outputs and Semantic FPN's logits are the
     same with the plain training form and with the deploy form."""
-    from mmswift.benchmark import _whole_model
+    from mmswift.analysis.benchmark import _whole_model
     torch.manual_seed(0)
     model, sample = _whole_model(config, (160, 224))
     randomize_(model.backbone, seed=2)
@@ -144,20 +144,22 @@ def test_onnx_round_trip(tmp_path, deploy):
     assert err < 1e-4
 
 
+@pytest.mark.slow
 def test_export_tool_checks_its_output(tmp_path):
-    proc = run_py('tools/export_onnx.py', '--arch', 'xs', '--out', str(tmp_path / 'm.onnx'),
+    proc = run_py('tools/export_onnx.py', 'xs', '--out', str(tmp_path / 'm.onnx'),
                   '--shape', '64', '64')
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'deploy form, opset 17' in proc.stdout and 'max relative error' in proc.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_tool_tiny_run_writes_valid_json(tmp_path):
     out = tmp_path / 'bench.json'
     # mmdet's ResNet first: its import half-imports mmpretrain, which the
     # peers' loader must survive
     entries = ['ref-xs', 'xs', 'xs:deploy', 'xs:deploy:amp', 'resnet18',
                'efficientformer-l1', 'poolformer-s12']
-    proc = run_py('tools/benchmark.py', '--entries', *entries, '--input', '64', '64',
+    proc = run_py('tools/benchmark.py', *entries, '--input', '64', '64',
                   '--runs', '1', '--warmup', '1', '--flops', '--json', str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'skipped' not in proc.stderr
@@ -169,7 +171,7 @@ def test_benchmark_tool_tiny_run_writes_valid_json(tmp_path):
     assert 11 < rows['poolformer-s12']['params_m'] < 12
     assert rows['ref-xs']['ratio'] == pytest.approx(1.0)
     for r in rows.values():
-        assert r['median_s'] > 0 and r['runs'] == 1 and r['peak_mem_mb'] >= 0
+        assert r['median_s'] > 0 and r['runs'] == 1
     # the same weights: mmswift's forms compute what the reference computes
     assert rows['xs']['max_rel_diff_vs_reference'] < 1e-4
     assert rows['xs:deploy']['max_rel_diff_vs_reference'] < 1e-4
@@ -178,10 +180,11 @@ def test_benchmark_tool_tiny_run_writes_valid_json(tmp_path):
     assert 'ratio' in proc.stdout and 'xs:deploy' in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('extra', [[], ['--train-step']])
 def test_benchmark_tool_whole_models(tmp_path, extra):
     out = tmp_path / 'models.json'
-    proc = run_py('tools/benchmark.py', '--entries', 'maskrcnn-xs', 'fpn-xs', '--input', '96', '96',
+    proc = run_py('tools/benchmark.py', 'maskrcnn-xs', 'fpn-xs', '--input', '96', '96',
                   '--runs', '1', '--warmup', '1', '--json', str(out), *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())

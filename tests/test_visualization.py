@@ -35,7 +35,7 @@ def images(tmp_path):
 @pytest.mark.parametrize('stages', [[1], [1, 2, 3, 4]])
 def test_figure_size_per_reduction_and_stage_set(images, tmp_path, reduction, stages):
     out = tmp_path / 'out'
-    rc = vis_tool.main([str(images / 'colour.png'), '--arch', 'xs', '--stages',
+    rc = vis_tool.main([str(images / 'colour.png'), 'xs', '--stages',
                         *map(str, stages), '--reduction', reduction, '--out-dir', str(out)])
     assert rc == 0
     fig = cv2.imread(str(out / f'colour_{reduction}.png'))
@@ -48,7 +48,7 @@ def test_figure_size_per_reduction_and_stage_set(images, tmp_path, reduction, st
 
 def test_topk_grid_and_greyscale_rgba_inputs(images, tmp_path):
     out = tmp_path / 'out'
-    rc = vis_tool.main([str(images), '--arch', 'xs', '--reduction', 'topk', '--topk', '4',
+    rc = vis_tool.main([str(images), 'xs', '--reduction', 'topk', '--topk', '4',
                         '--out-dir', str(out)])
     assert rc == 0
     for stem in ('colour', 'gray', 'rgba'):
@@ -95,20 +95,20 @@ def test_centred_ratio_ignores_constant_channel_offsets():
 def test_bad_inputs_give_one_line_errors_and_the_rest_are_drawn(images, tmp_path, capsys):
     (images / 'corrupt.png').write_bytes(b'\x89PNG not really')
     out = tmp_path / 'out'
-    rc = vis_tool.main([str(images), '--arch', 'xs', '--out-dir', str(out)])
+    rc = vis_tool.main([str(images), 'xs', '--out-dir', str(out)])
     assert rc == 1
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.startswith('error:')]
     assert lines == [f'error: {images / "corrupt.png"}: not a readable image']
     assert sorted(os.listdir(out)) == ['colour_mean.png', 'gray_mean.png', 'rgba_mean.png']
 
-    rc = vis_tool.main([str(images / 'missing.jpg'), '--arch', 'xs', '--out-dir', str(out)])
+    rc = vis_tool.main([str(images / 'missing.jpg'), 'xs', '--out-dir', str(out)])
     assert rc == 1
     assert 'missing.jpg: no such file' in capsys.readouterr().err
 
     empty = tmp_path / 'empty'
     empty.mkdir()
-    rc = vis_tool.main([str(empty), '--arch', 'xs', '--out-dir', str(out)])
+    rc = vis_tool.main([str(empty), 'xs', '--out-dir', str(out)])
     assert rc == 2
     assert f'error: {empty}: folder holds no images' in capsys.readouterr().err
 
@@ -118,7 +118,7 @@ def test_config_mode_after_neck_and_mask_ratios(tmp_path, capsys):
     ann = generate_shapes_coco(str(tmp_path / 'shapes'), num_train=1, num_val=3, size=96)['val']
     cfg = os.path.join(REPO, 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py')
     out = tmp_path / 'out'
-    rc = vis_tool.main([str(tmp_path / 'shapes' / 'val'), '--config', cfg, '--after-neck',
+    rc = vis_tool.main([str(tmp_path / 'shapes' / 'val'), cfg, '--after-neck',
                         '--stages', '1', '2', '--masks', ann, '--out-dir', str(out)])
     assert rc == 0
     fig = cv2.imread(str(out / '000000_mean.png'))
@@ -130,6 +130,7 @@ def test_config_mode_after_neck_and_mask_ratios(tmp_path, capsys):
     assert report['stages']['stage1']['energy_in_mask_ratio'] > 0
 
 
+@pytest.mark.slow
 def test_deploy_form_by_default_with_the_same_features(tmp_path):
     """The tool runs the deploy form (and logs it); --no-deploy gives the
     training form, and both measure the same energy-in-mask ratios."""
@@ -139,10 +140,23 @@ def test_deploy_form_by_default_with_the_same_features(tmp_path):
     ratios = {}
     for flag in ([], ['--no-deploy']):
         out = tmp_path / f'out{len(flag)}'
-        proc = run_py('tools/visualize_features.py', str(tmp_path / 'shapes' / 'val'), '--arch', 'xs',
+        proc = run_py('tools/visualize_features.py', str(tmp_path / 'shapes' / 'val'), 'xs',
                       '--stages', '1', '2', '--masks', ann, '--no-draw', '--out-dir', str(out), *flag)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert (DEPLOY_MESSAGE in proc.stdout + proc.stderr) == (not flag)
         stages = json.load(open(out / 'energy_in_mask.json'))['stages']
         ratios[bool(flag)] = [stages[s]['energy_in_mask_ratio'] for s in ('stage1', 'stage2')]
     assert ratios[True] == pytest.approx(ratios[False], rel=1e-4)
+
+
+def test_gallery_panels_share_one_width_and_fit_their_titles():
+    from mmswift.visualization import titled
+    tall, wide = np.zeros((200, 100, 3), np.uint8), np.zeros((100, 300, 3), np.uint8)
+    panels = [titled(tall, 'demo Mask R-CNN', 120, 110), titled(wide, 'cat', 120, 110)]
+    assert panels[0].shape == panels[1].shape == (28 + 120, 110, 3)
+    for p in panels:  # each title's ink stays inside its panel, none is cut off
+        bar = p[:28]
+        assert (bar < 255).any() and (bar[:, -4:] == 255).all()
+    # the image keeps its aspect inside the cell: white bands beside the tall one
+    assert (panels[0][28:, :20] == 255).all() and (panels[0][28:, 55] == 0).all()
+    assert (panels[1][28:40] == 255).all()

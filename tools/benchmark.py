@@ -4,13 +4,13 @@
     python tools/benchmark.py --compare --task det
     python tools/benchmark.py --compare --task seg              # 512x512
     python tools/benchmark.py --compare --task det --model-level   # Mask R-CNN L1 vs R50
-    # one model: a backbone arch (and form) or a whole det/seg config
-    python tools/benchmark.py --entries l1:deploy:amp --input 512 512 --runs 20
-    python tools/benchmark.py --config configs/det/mask-rcnn_swiftformer-l1_fpn_1x_coco.py
+    # any entries, positional: a backbone arch (and form), a peer, a whole det/seg config
+    python tools/benchmark.py l1:deploy:amp --input 512 512 --runs 20
+    python tools/benchmark.py configs/det/mask-rcnn_swiftformer-l1_fpn_1x_coco.py
     # seconds per training iteration (batch 2) of every det variant at 1333x800
-    python tools/benchmark.py --entries maskrcnn-xs maskrcnn-s maskrcnn-l1 maskrcnn-l3 \
+    python tools/benchmark.py maskrcnn-xs maskrcnn-s maskrcnn-l1 maskrcnn-l3 \
         --train-step --batch 2 --input 800 1344 --runs 2 --warmup 1
-    # entries: MODEL[:FORM[:PRECISION]], see mmswift/benchmark.py
+    # entries: MODEL[:FORM[:PRECISION]], see mmswift/analysis/benchmark.py
 
 Prints a table (absolute times are labelled with the machine) and writes
 the same as JSON (--json). On CUDA, --precision amp is fp16 autocast; on
@@ -40,17 +40,16 @@ def default_entries(task: str, model_level: bool, precision: str, device: str) -
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description='Benchmark SwiftFormer beside its peers')
-    what = p.add_mutually_exclusive_group()
-    what.add_argument('--compare', action='store_true', help='the default side-by-side set')
-    what.add_argument('--entries', nargs='+', help='MODEL[:FORM[:PRECISION]] ...')
-    what.add_argument('--config', help='a whole det/seg model from this config')
-    what.add_argument('--arch', help='one SwiftFormer backbone (xs, s, l1, l3)')
+    p.add_argument('entries', nargs='*', metavar='MODEL[:FORM[:PRECISION]]',
+                   help='backbones (xs, l1:deploy, resnet50, ...), whole models (maskrcnn-l1, '
+                   'fpn-r50, ...) or det/seg config paths; ratios are to the first')
+    p.add_argument('--compare', action='store_true',
+                   help='the default side-by-side set (also when no entries are given)')
     p.add_argument('--task', choices=['det', 'seg'], default='det',
                    help='default input size: det 800x1344, seg 512x512')
     p.add_argument('--model-level', action='store_true', help='whole models instead of backbones')
-    p.add_argument('--form', default='train', help='with --arch: train, deploy, *-cl')
     p.add_argument('--precision', default='fp32', choices=['fp32', 'amp'],
-                   help='with --arch/--config/--model-level')
+                   help='of the default set with --model-level')
     p.add_argument('--input', type=int, nargs=2, metavar=('H', 'W'))
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
@@ -65,13 +64,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import mmswift  # noqa: F401
-    from mmswift.benchmark import compare, format_table
+    from mmswift.analysis.benchmark import compare, format_table
+    if args.entries and args.compare:
+        p.error('give entries or --compare, not both')
     if args.entries:
         entries = args.entries
-    elif args.config:
-        entries = [f'{args.config}::{args.precision}']
-    elif args.arch:
-        entries = [f'{args.arch}:{args.form}:{args.precision}']
     else:
         entries = default_entries(args.task, args.model_level, args.precision, args.device)
     hw = tuple(args.input) if args.input else DEFAULT_HW[args.task]

@@ -6,7 +6,8 @@ mmswift detector/segmentor) into an mmswift backbone checkpoint.
 The output holds ``{'state_dict': ..., 'meta': ...}`` with mmswift's keys, the
 file that ``init_cfg=dict(type='Pretrained', checkpoint=...)`` points at in
 the configs (it also loads the input directly; converting once is faster and
-lets you check the variant).
+lets you check the variant). Exit status 2 with one ``error:`` line for a
+file that is not a SwiftFormer checkpoint or not of ``--arch``.
 """
 import argparse
 import os
@@ -15,10 +16,11 @@ import sys
 
 import torch
 
+from mmswift.engine.launch import run_tool
+from mmswift.fileio import read_checkpoint
 from mmswift.models import SwiftFormer
-from mmswift.models.pretrained import (CheckpointError, extract_state_dict, convert_state_dict,
-                                       describe_arch, infer_arch, load_pretrained,
-                                       read_checkpoint)
+from mmswift.models.pretrained import (convert_state_dict, describe_arch, extract_state_dict,
+                                       infer_arch, load_pretrained)
 
 
 def parse_args(argv=None):
@@ -33,26 +35,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        raw = extract_state_dict(read_checkpoint(args.src), args.src)
-        native, fmt, _ = convert_state_dict(raw)
-        layers, dims = infer_arch(native)
-        arch = args.arch
-        if arch is None:
-            name = describe_arch(layers, dims, SwiftFormer.arch_settings)
-            if not name.startswith('SwiftFormer-'):
-                arch = dict(layers=layers, embed_dims=dims)
-            else:
-                arch = name.split('-', 1)[1].lower()
-        # keep a detector's/segmentor's output norms when the source has them
-        has_out_norms = any(k.startswith('norm') for k in native)
-        model = SwiftFormer(arch, out_norm_cfg=dict(type='BN') if has_out_norms else None)
-        report = load_pretrained(model, args.src)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+def convert(args) -> None:
+    raw = extract_state_dict(read_checkpoint(args.src, what='SRC'), args.src)
+    native, fmt, _ = convert_state_dict(raw)
+    layers, dims = infer_arch(native)
+    arch = args.arch
+    if arch is None:
+        name = describe_arch(layers, dims, SwiftFormer.arch_settings)
+        if not name.startswith('SwiftFormer-'):
+            arch = dict(layers=layers, embed_dims=dims)
+        else:
+            arch = name.split('-', 1)[1].lower()
+    # keep a detector's/segmentor's output norms when the source has them
+    has_out_norms = any(k.startswith('norm') for k in native)
+    model = SwiftFormer(arch, out_norm_cfg=dict(type='BN') if has_out_norms else None)
+    report = load_pretrained(model, args.src, what='SRC')
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     meta = dict(arch=arch, source=osp.basename(args.src), source_format=fmt)
     if args.attn_norm:
@@ -61,7 +58,10 @@ def main(argv=None) -> int:
     print(f'{args.src} ({fmt}, {describe_arch(model.layers, model.embed_dims, model.arch_settings)}): '
           f'{len(report["loaded"])} tensors written to {args.dst}; dropped '
           f'{len(report["dropped"])}: {report["dropped"]}')
-    return 0
+
+
+def main(argv=None) -> int:
+    return run_tool(convert, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -1,8 +1,9 @@
 """Export a SwiftFormer backbone to ONNX (deploy form by default) and check it
 with onnxruntime.
 
-    python tools/export_onnx.py --arch l1 --out swiftformer_l1.onnx
-    python tools/export_onnx.py --arch xs --checkpoint work_dirs/demo-det/epoch_6.pth --out xs.onnx
+    python tools/export_onnx.py ARCH [CHECKPOINT] --out FILE.onnx
+    python tools/export_onnx.py l1 --out swiftformer_l1.onnx
+    python tools/export_onnx.py xs work_dirs/demo-det/epoch_6.pth --out xs.onnx
 
 The checkpoint may be any format the backbone loads (official, timm,
 HuggingFace, an mmswift detector or segmentor). Height and width stay
@@ -14,8 +15,8 @@ import sys
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description='Export a SwiftFormer backbone to ONNX')
-    p.add_argument('--arch', required=True, help='xs, s, l1 or l3')
-    p.add_argument('--checkpoint', help='weights to load (random without)')
+    p.add_argument('arch', help='xs, s, l1 or l3')
+    p.add_argument('checkpoint', nargs='?', help='weights to load (random without)')
     p.add_argument('--attn-norm', default='l2', choices=['l2', 'softmax'])
     p.add_argument('--out', required=True, help='output .onnx path')
     p.add_argument('--shape', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
@@ -28,12 +29,13 @@ def main(argv=None) -> int:
     import mmswift  # noqa: F401
     from mmswift.models import SwiftFormer
     from mmswift.models.export import export_onnx, onnx_max_relative_error
-    from mmswift.models.pretrained import CheckpointError, load_pretrained
+    from mmswift.errors import MMSwiftError
+    from mmswift.models.pretrained import load_pretrained
     try:
         backbone = SwiftFormer(args.arch, attn_norm=args.attn_norm).eval()
         if args.checkpoint:
-            load_pretrained(backbone, args.checkpoint)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
+            load_pretrained(backbone, args.checkpoint, what='CHECKPOINT')
+    except (MMSwiftError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     if not args.no_deploy:

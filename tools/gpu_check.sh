@@ -41,17 +41,17 @@ bench() {  # NAME ARGS...: one interleaved benchmark run
 }
 peers="timm-l1 l1 l1:deploy ref-l1 efficientformer-l1 poolformer-s12 tv-resnet18 tv-resnet50"
 amp() { for e in $1; do case $e in *:*:*) echo "$e";; *:*) echo "$e:amp";; *) echo "$e::amp";; esac; done; }
-bench b32_224_fp32 --entries $peers --batch 32 --input 224 224 --runs $runs --warmup 5
-bench b32_224_amp --entries $(amp "$peers") --batch 32 --input 224 224 --runs $runs --warmup 5
-bench b1_224_amp --entries $(amp "$peers") --batch 1 --input 224 224 --runs $runs --warmup 5
-bench b32_224_amp_compile --entries $(amp "timm-l1 l1 l1:deploy tv-resnet50") --batch 32 \
+bench b32_224_fp32 $peers --batch 32 --input 224 224 --runs $runs --warmup 5
+bench b32_224_amp $(amp "$peers") --batch 32 --input 224 224 --runs $runs --warmup 5
+bench b1_224_amp $(amp "$peers") --batch 1 --input 224 224 --runs $runs --warmup 5
+bench b32_224_amp_compile $(amp "timm-l1 l1 l1:deploy tv-resnet50") --batch 32 \
   --input 224 224 --runs $runs --warmup 3 --compile
-bench b2_800x1344_fp32 --entries $peers --batch 2 --input 800 1344 --runs 10 --warmup 3
-bench b2_800x1344_amp --entries $(amp "$peers") --batch 2 --input 800 1344 --runs 10 --warmup 3
-bench maskrcnn_predict_amp --entries $(amp "maskrcnn-r50 maskrcnn-r18 maskrcnn-l1 maskrcnn-l1:deploy") \
+bench b2_800x1344_fp32 $peers --batch 2 --input 800 1344 --runs 10 --warmup 3
+bench b2_800x1344_amp $(amp "$peers") --batch 2 --input 800 1344 --runs 10 --warmup 3
+bench maskrcnn_predict_amp $(amp "maskrcnn-r50 maskrcnn-r18 maskrcnn-l1 maskrcnn-l1:deploy") \
   --input 800 1344 --runs 10 --warmup 3
-bench fpn_predict_amp --entries $(amp "fpn-r50 fpn-r18 fpn-l1 fpn-l1:deploy") --input 512 512 --runs 10 --warmup 3
-bench maskrcnn_train_amp --entries $(amp "maskrcnn-r50 maskrcnn-l1") --train-step --batch 2 \
+bench fpn_predict_amp $(amp "fpn-r50 fpn-r18 fpn-l1 fpn-l1:deploy") --input 512 512 --runs 10 --warmup 3
+bench maskrcnn_train_amp $(amp "maskrcnn-r50 maskrcnn-l1") --train-step --batch 2 \
   --input 800 1344 --runs 10 --warmup 3
 
 step "report"

@@ -24,23 +24,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    import mmswift  # noqa: F401
+def demo(args) -> None:
     from mmswift.apis import build_inferencer
-    try:
-        inferencer = build_inferencer(args.config, args.checkpoint, args.device,
-                                      deploy=not args.no_deploy)
-    except FileNotFoundError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    inferencer = build_inferencer(args.config, args.checkpoint, args.device,
+                                  deploy=not args.no_deploy)
     if type(inferencer).__name__ == 'MMSegInferencer':
         inferencer(args.inputs, out_dir=args.out_dir, opacity=args.opacity)
     else:
         inferencer(args.inputs, out_dir=args.out_dir, pred_score_thr=args.score_thr,
                    no_save_pred=True)
     print(f'drawn predictions written to {args.out_dir}/vis/')
-    return 0
+
+
+def main(argv=None) -> int:
+    from mmswift.engine.launch import run_tool
+    return run_tool(demo, parse_args(argv))
 
 
 if __name__ == '__main__':

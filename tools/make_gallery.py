@@ -19,6 +19,14 @@ DET_CFG = 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py'
 SEG_CFG = 'configs/seg/fpn_swiftformer-xs_demo-scenes.py'
 
 
+def grid_row(panels, gap: int = 4) -> np.ndarray:
+    """Panels of one height side by side, with white gaps right and below."""
+    h = panels[0].shape[0]
+    white = np.full((h, gap, 3), 255, np.uint8)
+    row = np.concatenate([x for p in panels for x in (p, white)], 1)
+    return np.concatenate([row, np.full((gap, row.shape[1], 3), 255, np.uint8)], 0)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--det-checkpoint', required=True)
@@ -28,25 +36,23 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import skimage
 
-    from mmswift.visualization import build_feature_extractor, draw_stage, read_rgb
-    from mmswift.visualization.features import _titled
+    from mmswift.visualization import build_feature_extractor, draw_stage, read_rgb, titled
     data_dir = osp.join(osp.dirname(skimage.__file__), 'data')
     columns = [('random', build_feature_extractor(DET_CFG)),
                ('demo Mask R-CNN', build_feature_extractor(DET_CFG, checkpoint=args.det_checkpoint)),
                ('demo Sem. FPN', build_feature_extractor(SEG_CFG, checkpoint=args.seg_checkpoint))]
-    rows = []
-    for name in PHOTOS:
-        rgb = read_rgb(osp.join(data_dir, name))
-        panels = [_titled(rgb, osp.splitext(name)[0], args.height)]
+    photos = [read_rgb(osp.join(data_dir, name)) for name in PHOTOS]
+    # one column width for every row: the widest photo at the row height
+    width = max(int(round(args.height * rgb.shape[1] / rgb.shape[0])) for rgb in photos)
+    grid = []
+    for name, rgb in zip(PHOTOS, photos):
+        panels = [titled(rgb, osp.splitext(name)[0], args.height, width)]
         for title, extractor in columns:
             feats, _ = extractor(rgb)
-            panels.append(_titled(draw_stage(rgb, feats[0], 'mean'), title,
-                                  args.height))
-        rows.append(np.concatenate(panels, 1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+            panels.append(titled(draw_stage(rgb, feats[0], 'mean'), title, args.height, width))
+        grid.append(grid_row(panels))
     from PIL import Image  # a 256-colour palette keeps the committed PNG small
-    Image.fromarray(np.concatenate(rows, 0)).quantize(256).save(args.out, optimize=True)
+    Image.fromarray(np.concatenate(grid, 0)).quantize(256).save(args.out, optimize=True)
     print(f'gallery written to {args.out}')
     return 0
 

@@ -12,7 +12,6 @@ training and its end-of-training validation) and the metrics, beside the
 targets. ``--strict`` exits 1 when a target is missed.
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
@@ -44,20 +43,6 @@ def _run(args, log_path):
         return proc.wait()
 
 
-def _latest_metrics(work_dir: str) -> dict:
-    """The metrics JSON mmengine's test loop writes (newest run)."""
-    files = sorted(glob.glob(osp.join(work_dir, '*', '*.json')), key=osp.getmtime)
-    for path in reversed(files):
-        with open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError:
-                continue
-        if isinstance(data, dict):
-            return data
-    return {}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description='Train, test and report a demo')
     p.add_argument('task', choices=sorted(DEMOS))
@@ -87,7 +72,8 @@ def main(argv=None) -> int:
     if rc != 0:
         print(f'error: testing failed (exit {rc}); see {work_dir}/demo_test.log', file=sys.stderr)
         return rc
-    metrics = _latest_metrics(osp.join(ROOT, test_dir))
+    from mmswift.apis import latest_test_metrics
+    metrics = latest_test_metrics(osp.join(ROOT, test_dir))
     checks = {k: dict(value=metrics.get(k), target=v,
                       met=metrics.get(k) is not None and metrics[k] >= v)
               for k, v in demo['targets'].items()}

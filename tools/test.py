@@ -8,11 +8,16 @@ training form).
 ``--out``: a .pkl of predictions for detection (as mmdet), a folder of label
 PNGs for segmentation (as mmseg). The test dataset is checked first
 (``--skip-data-check`` skips that).
+Exit status: 0 done, 2 bad input (one ``error:`` line), 1 anything else.
 """
 import argparse
+import os
+import os.path as osp
 import sys
 
 from mmengine.config import DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 
 def parse_args(argv=None):
@@ -34,25 +39,79 @@ def parse_args(argv=None):
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                    default='none', help='job launcher')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg, args):
+    """--show / --show-dir, as mmdet's and mmseg's test.py set them."""
+    from mmswift.errors import ConfigError
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ConfigError(f'{args.config} has no default_hooks.visualization '
+                          f'to draw with; --show/--show-dir need one')
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if cfg.get('default_scope') == 'mmseg':  # drawn into the visualizer's save_dir
+            cfg.visualizer['save_dir'] = args.show_dir
+            hook['interval'] = 1
+        else:
+            hook['test_out_dir'] = args.show_dir
+
+
+def dump_predictions(cfg, args):
+    """--out: label PNGs for mmseg (as mmseg's test.py), a pickle for mmdet."""
+    from mmswift.errors import ConfigError
+    if cfg.get('default_scope') == 'mmseg':
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+        return
+    if not args.out.endswith(('.pkl', '.pickle')):
+        raise ConfigError(f'--out {args.out}: detection results are saved as a .pkl/.pickle file')
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    cfg.test_evaluator = evaluators + [dict(type='DumpDetResults', out_file_path=args.out)]
+
+
+def test(args) -> None:
+    from mmswift.apis import check_checkpoint
+    from mmswift.engine.datacheck import check_datasets
+    from mmswift.engine.launch import adapt_to_device, load_config, release_runner
+
+    cfg = load_config(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    check_checkpoint(args.checkpoint, cfg, 'CHECKPOINT')
+    cfg.load_from = args.checkpoint
+    if not args.no_deploy:  # after the checkpoint is loaded: see DeployHook
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='mmswift.DeployHook')]
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args)
+    if args.out:
+        dump_predictions(cfg, args)
+    adapt_to_device(cfg, args.launcher)
+    if not args.skip_data_check:
+        check_datasets(cfg, ('test',), args.config, cfg.work_dir)
+
+    # build the runner from config
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.test()
+    release_runner(runner)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from mmswift.engine.datacheck import check_datasets
-    from mmswift.engine.launch import (apply_test_args, build_runner, load_config,
-                                       release_runner, run_tool, setup_local_rank)
-    setup_local_rank(args.local_rank)
-
-    def test():
-        cfg = apply_test_args(load_config(args.config, args.cfg_options), args)
-        if not args.skip_data_check:
-            check_datasets(cfg, ('test',), args.config, cfg.work_dir)
-        runner = build_runner(cfg)
-        runner.test()
-        release_runner(runner)
-
-    return run_tool(test, lambda: args.checkpoint)
+    from mmswift.engine.launch import run_tool
+    return run_tool(test, parse_args(argv))
 
 
 if __name__ == '__main__':

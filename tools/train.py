@@ -7,11 +7,18 @@ The flags are mmdet's / mmseg's; the config decides which library runs.
 Before training, the train and val datasets are checked (missing root,
 invalid annotations, missing or unreadable images) so that a bad dataset
 fails in seconds with one line; ``--skip-data-check`` skips that.
+Exit status: 0 done, 2 bad input (one ``error:`` line), 1 anything else.
 """
 import argparse
+import os
+import os.path as osp
 import sys
 
+import torch
 from mmengine.config import DictAction
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
 
 
 def parse_args(argv=None):
@@ -31,27 +38,65 @@ def parse_args(argv=None):
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                    default='none', help='job launcher')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def train(args) -> None:
+    from mmswift.apis import check_checkpoint
+    from mmswift.engine.datacheck import check_datasets
+    from mmswift.engine.launch import adapt_to_device, load_config, release_runner
+    from mmswift.errors import ConfigError
+    from mmswift.fileio import find_resumable_checkpoint
+
+    cfg = load_config(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    # enable automatic-mixed-precision training
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise ConfigError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); '
+                              'drop --amp to train in fp32 on this machine')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    # enable automatically scaling LR
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ConfigError(f'--auto-scale-lr: {args.config} has no '
+                              f'auto_scale_lr.base_batch_size to scale from')
+        cfg.auto_scale_lr.enable = True
+    # resume from the given checkpoint, or from the newest complete one
+    if args.resume == 'auto':
+        found = find_resumable_checkpoint(cfg.work_dir)
+        if found is None:
+            print_log(f'--resume: no complete checkpoint in {cfg.work_dir}; '
+                      f'training from the start', logger='current', level=30)
+        cfg.resume, cfg.load_from = found is not None, found
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if cfg.get('load_from') and '://' not in cfg.load_from:
+        check_checkpoint(cfg.load_from, cfg, '--resume' if cfg.get('resume') else 'load_from')
+    adapt_to_device(cfg, args.launcher)
+    if not args.skip_data_check:
+        check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir)
+
+    # build the runner from config
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+    release_runner(runner)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    from mmswift.engine.datacheck import check_datasets
-    from mmswift.engine.launch import (apply_train_args, build_runner, load_config,
-                                       release_runner, run_tool, setup_local_rank)
-    setup_local_rank(args.local_rank)
-    state = {}
-
-    def train():
-        cfg = state['cfg'] = apply_train_args(
-            load_config(args.config, args.cfg_options), args)
-        if not args.skip_data_check:
-            check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir)
-        runner = build_runner(cfg)
-        runner.train()
-        release_runner(runner)
-
-    return run_tool(train, lambda: state['cfg'].get('load_from') if 'cfg' in state else None)
+    from mmswift.engine.launch import run_tool
+    return run_tool(train, parse_args(argv))
 
 
 if __name__ == '__main__':

@@ -1,13 +1,21 @@
 """Draw (and measure) where SwiftFormer's features look.
 
+    python tools/visualize_features.py INPUT [INPUT ...] CONFIG|ARCH [CHECKPOINT]
+
     # stage one (stride 4) of a trained Mask R-CNN, over each image
-    python tools/visualize_features.py demo.jpg --config CONFIG --checkpoint CKPT
-    # all four stages, several reductions, a folder of images, FPN outputs
-    python tools/visualize_features.py images/ --arch l1 --stages 1 2 3 4 --reduction mean pca
-    python tools/visualize_features.py 'imgs/*.png' --config CONFIG --after-neck
+    python tools/visualize_features.py a.jpg b.jpg CONFIG CKPT
+    # just a backbone (xs, s, l1, l3): all four stages, several reductions, a folder
+    python tools/visualize_features.py images/ l1 swiftformer_l1.pth --stages 1 2 3 4 \
+        --reduction mean pca
+    python tools/visualize_features.py 'imgs/*.png' CONFIG --after-neck
     # the energy-in-mask ratio per stage against ground-truth masks
-    python tools/visualize_features.py data/demo_shapes/val --config CONFIG --checkpoint CKPT \
+    python tools/visualize_features.py data/demo_shapes/val CONFIG CKPT \
         --masks data/demo_shapes/annotations/instances_val.json
+
+Inputs are images, folders of images or glob patterns; then, as in mmdet's
+tools, the config and the checkpoint (random weights without one). A bare
+variant name instead of a config draws just the backbone, with ImageNet
+normalisation; its checkpoint may be in any format the backbone loads.
 
 Writes OUT_DIR/<image>_<reduction>.png: the input beside each chosen
 stage's feature map drawn over it at the input's resolution. Grayscale and
@@ -21,15 +29,15 @@ import os
 import os.path as osp
 import sys
 
+ARCHS = ('xs', 's', 'l1', 'l3')
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Draw SwiftFormer feature maps over images')
-    p.add_argument('inputs', help='an image, a folder of images, or a glob pattern')
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--config', help='an mmswift det or seg config (its test preprocessing is used)')
-    src.add_argument('--arch', help='just a backbone: xs, s, l1, l3 (ImageNet normalisation)')
-    p.add_argument('--checkpoint', help='det/seg checkpoint or ImageNet backbone checkpoint; '
-                   'random weights without one')
+    p.add_argument('positional', nargs='+', metavar='INPUT... CONFIG|ARCH [CHECKPOINT]',
+                   help='images, folders or glob patterns; then a det/seg config (its test '
+                   'preprocessing is used) or a backbone variant (xs, s, l1, l3); then '
+                   'optionally a checkpoint')
     p.add_argument('--stages', type=int, nargs='+', default=[1], choices=[1, 2, 3, 4],
                    help='stages to draw, 1 = stride 4 (default: 1)')
     p.add_argument('--reduction', nargs='+', default=['mean'],
@@ -48,7 +56,17 @@ def parse_args(argv=None):
                    help='run the training form of the backbone (default: its deploy form)')
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the random initialisation (when no checkpoint is given)')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    model_at = next((i for i, a in enumerate(args.positional)
+                     if a.endswith('.py') or a.lower() in ARCHS), None)
+    if model_at is None or model_at == 0 or len(args.positional) > model_at + 2:
+        p.error('expected INPUT [INPUT ...] CONFIG|ARCH [CHECKPOINT]: images first, then a '
+                f'config (.py) or a variant ({", ".join(ARCHS)}), then at most a checkpoint')
+    args.inputs = args.positional[:model_at]
+    model = args.positional[model_at]
+    args.config, args.arch = (model, None) if model.endswith('.py') else (None, model.lower())
+    args.checkpoint = args.positional[model_at + 1] if len(args.positional) > model_at + 1 else None
+    return args
 
 
 def main(argv=None) -> int:
@@ -56,17 +74,19 @@ def main(argv=None) -> int:
     import cv2
     from mmengine.utils import ProgressBar
 
+    from mmswift.errors import MMSwiftError
+
     from mmswift.visualization import (ImageReadError, ObjectMasks, build_feature_extractor,
                                        collect_images, draw_figure, energy_in_mask_ratio,
                                        read_rgb)
     try:
-        paths = collect_images(args.inputs)
+        paths = [p for pattern in args.inputs for p in collect_images(pattern)]
         import torch
         torch.manual_seed(args.seed)  # random weights are reproducible
         extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device,
                                             deploy=not args.no_deploy)
         masks = ObjectMasks(args.masks) if args.masks else None
-    except (ImageReadError, FileNotFoundError, ValueError) as e:
+    except (ImageReadError, MMSwiftError, FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     stages = [s - 1 for s in sorted(set(args.stages))]

@@ -6,10 +6,9 @@ def random_colour(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 256, 3).astype(np.float32)
 
 
-def texture(rng: np.random.Generator, h: int, w: int,
-            base: np.ndarray = None) -> np.ndarray:
+def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """An H x W x 3 float fill: solid, stripes, checker, noise or gradient."""
-    c1 = random_colour(rng) if base is None else base
+    c1 = random_colour(rng)
     c2 = np.clip(c1 + rng.normal(0, 70, 3), 0, 255)
     kind = rng.integers(0, 5)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

@@ -14,8 +14,6 @@ Four layouts are recognised and renamed to mmswift's own (timm's names):
 Classifier heads and anything outside the backbone are dropped, and what
 was loaded, missing and dropped is logged.
 """
-import os
-import os.path as osp
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -23,7 +21,8 @@ import torch
 import torch.nn as nn
 from mmengine.logging import MMLogger, print_log
 
-from ..errors import CheckpointError, CheckpointNotFoundError
+from ..errors import CheckpointError
+from ..fileio import read_checkpoint
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -31,42 +30,6 @@ FORMATS = ('official', 'timm', 'huggingface', 'mmswift')
 
 
 # ------------------------------------------------------------------ I/O
-def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
-    """Read a ``.pth``/``.bin``/``.safetensors`` file or an HF model folder."""
-    if '://' in path:  # mmengine's hub/url schemes (http://, s3://, ...)
-        from mmengine.runner.checkpoint import CheckpointLoader
-        return CheckpointLoader.load_checkpoint(path, map_location=map_location)
-    if osp.isdir(path):
-        for name in ('model.safetensors', 'pytorch_model.bin'):
-            if osp.isfile(osp.join(path, name)):
-                return read_checkpoint(osp.join(path, name), map_location)
-        raise CheckpointError(
-            f'checkpoint folder {path} has neither model.safetensors nor '
-            f'pytorch_model.bin; point init_cfg.checkpoint at a weights file')
-    if not osp.isfile(path):
-        raise CheckpointNotFoundError(
-            f'checkpoint not found: {path} (fix the path, or override it with '
-            f'--cfg-options model.backbone.init_cfg.checkpoint=PATH)')
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f'checkpoint {path} is empty (0 bytes); '
-                              f'download or copy it again')
-    try:
-        if path.endswith('.safetensors'):
-            from safetensors.torch import load_file
-            return load_file(path, device=map_location)
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # a cut-off zip fails anywhere in the unpickler
-        from mmswift.compat import explain_unsafe_checkpoint
-        unsafe = explain_unsafe_checkpoint(path, e)
-        if unsafe:  # a complete file, with a type we do not unpickle
-            raise CheckpointError(unsafe) from e
-        raise CheckpointError(
-            f'cannot read checkpoint {path}: it is truncated or not a '
-            f'PyTorch/safetensors checkpoint ({type(e).__name__}: '
-            f'{str(e).splitlines()[0] if str(e) else ""}); download or copy '
-            f'it again') from e
-
-
 def extract_state_dict(ckpt: dict, path: str) -> StateDict:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f'checkpoint {path} holds a {type(ckpt).__name__}, '
@@ -181,6 +144,39 @@ def infer_arch(sd: StateDict) -> Tuple[List[int], List[int]]:
     return layers, dims
 
 
+def variant_mismatch(sd: StateDict, layers: List[int], dims: List[int],
+                     arch_settings: Dict[str, dict]) -> Optional[str]:
+    """What in an mmswift-keyed state dict says it is not of the variant
+    ``layers``/``embed_dims``, or None. Stages the state dict lacks are not
+    held against it (partial checkpoints load non-strictly)."""
+    ckpt_layers, ckpt_dims = infer_arch(sd)
+    if any(d and d != m for d, m in zip(ckpt_dims, dims)) or \
+            any(n and n != m for n, m in zip(ckpt_layers, layers)):
+        return describe_arch(ckpt_layers, ckpt_dims, arch_settings)
+    return None
+
+
+def check_checkpoint_variant(path: str, arch: str, arch_settings: Dict[str, dict],
+                             what: str = 'checkpoint') -> None:
+    """Refuse a detector/segmentor checkpoint of another SwiftFormer variant
+    than ``arch`` before mmengine loads it: mmengine loads whole-model
+    checkpoints non-strictly, so an L1 checkpoint under an XS config would
+    otherwise be evaluated with random layers. Reads the file once, with
+    tensors memory-mapped."""
+    sd = extract_state_dict(read_checkpoint(path, what=what, mmap=True), path)
+    backbone = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    if not backbone:
+        raise CheckpointError(f'{what}: checkpoint {path} holds no backbone.* weights, '
+                              f'so it is not a detector/segmentor checkpoint; ImageNet '
+                              f'backbone weights go in model.backbone.init_cfg.checkpoint')
+    want = arch_settings[arch]
+    found = variant_mismatch(backbone, list(want['layers']), list(want['embed_dims']), arch_settings)
+    if found:
+        raise CheckpointError(
+            f"{what}: checkpoint {path} holds a {found} backbone but the config builds "
+            f"arch='{arch}'; use the config of that variant, or a checkpoint trained with this one")
+
+
 def describe_arch(layers: List[int], dims: List[int],
                   arch_settings: Dict[str, dict]) -> str:
     """``SwiftFormer-L1`` for a known variant of ``arch_settings``."""
@@ -192,31 +188,31 @@ def describe_arch(layers: List[int], dims: List[int],
 
 # --------------------------------------------------------------- loading
 def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
-                    map_location: str = 'cpu',
-                    logger: Optional[MMLogger] = None) -> Dict[str, list]:
+                    map_location: str = 'cpu', logger: Optional[MMLogger] = None,
+                    what: str = 'checkpoint') -> Dict[str, list]:
     """Load any supported checkpoint into a :class:`SwiftFormer`.
 
     ``prefix`` (as in mmengine's ``PretrainedInit``) keeps only the keys under
-    it, e.g. ``'backbone.'``. Raises :class:`CheckpointError` naming both
+    it, e.g. ``'backbone.'``. ``what`` names where the path came from in
+    errors (``model.backbone.init_cfg.checkpoint``). Raises :class:`CheckpointError` naming both
     variants when the checkpoint is of another SwiftFormer variant.
     """
     logger = logger or MMLogger.get_current_instance()
-    sd = extract_state_dict(read_checkpoint(path, map_location), path)
+    sd = extract_state_dict(read_checkpoint(path, map_location, what=what), path)
     if prefix:
         sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     native, fmt, dropped = convert_state_dict(sd)
     own = model.state_dict()
 
-    ckpt_arch = infer_arch(native)
-    mismatched = [k for k, v in native.items()
-                  if k in own and own[k].shape != v.shape]
-    if mismatched or any(d and d != m for d, m in zip(ckpt_arch[1], model.embed_dims)) \
-            or any(n and n != m for n, m in zip(ckpt_arch[0], model.layers)):
+    mismatch = variant_mismatch(native, model.layers, model.embed_dims, model.arch_settings)
+    mismatch = mismatch or next((k for k, v in native.items()
+                                 if k in own and own[k].shape != v.shape), None)
+    if mismatch:
         asked = (f"arch='{model.arch_name}'" if model.arch_name != 'custom' else
                  f'layers={model.layers}, embed_dims={model.embed_dims}')
         raise CheckpointError(
-            f'checkpoint {path} looks like {describe_arch(*ckpt_arch, model.arch_settings)} but the '
-            f'backbone was built with {asked}; set the backbone arch to match '
+            f'checkpoint {path} holds {describe_arch(*infer_arch(native), model.arch_settings)} '
+            f'but the backbone was built with {asked}; set the backbone arch to match '
             f'the checkpoint, or use a checkpoint of the asked variant')
 
     unexpected = [k for k in native if k not in own]

@@ -46,7 +46,7 @@ class ConvEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(self.dwconv(x))
         if not self.training:  # drop path is the identity: one fused MLP
-            return mlp_residual(y, self.pwconv1, self.pwconv2, x, _gamma(self.layer_scale))
+            return mlp_residual(y, self.pwconv1, self.pwconv2, residual=x, scale=_gamma(self.layer_scale))
         y = self.pwconv2(self.act(self.pwconv1(y)))
         return x + self.drop_path(self.layer_scale(y))
 
@@ -89,7 +89,7 @@ class ConvMlp(nn.Module):
     def forward_residual(self, x: torch.Tensor,
                          gamma: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x + gamma * mlp(x)`` at inference (dropout is the identity)."""
-        return mlp_residual(self.norm1(x), self.fc1, self.fc2, x, gamma)
+        return mlp_residual(self.norm1(x), self.fc1, self.fc2, residual=x, scale=gamma)
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
@@ -111,7 +111,7 @@ class SwiftFormerBlock(nn.Module):
         super().__init__()
         self.local_representation = LocalRepresentation(dim, norm_cfg)
         self.attn = EfficientAdditiveAttention(dim, attn_norm=attn_norm)
-        self.linear = ConvMlp(dim, int(dim * mlp_ratio), drop, norm_cfg)
+        self.linear = ConvMlp(dim, hidden_dim=int(dim * mlp_ratio), drop=drop, norm_cfg=norm_cfg)
         self.layer_scale_1 = LayerScale2d(dim, layer_scale_init_value)
         self.layer_scale_2 = LayerScale2d(dim, layer_scale_init_value)
         self.drop_path = drop_path_or_identity(drop_path)
@@ -364,7 +364,8 @@ class SwiftFormer(BaseModule):
         if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
             load_pretrained(self, init_cfg['checkpoint'],
                             prefix=init_cfg.get('prefix'),
-                            map_location=init_cfg.get('map_location', 'cpu'))
+                            map_location=init_cfg.get('map_location', 'cpu'),
+                            what='model.backbone.init_cfg.checkpoint')
             self._is_init = True
             return
         super().init_weights()

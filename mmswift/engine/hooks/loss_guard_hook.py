@@ -11,9 +11,9 @@ from mmengine import dist
 from mmengine.hooks import Hook
 from mmengine.runner import IterBasedTrainLoop
 
-from ..errors import NonFiniteLossError
-from ..registry import HOOKS
-from .checkpoint import find_resumable_checkpoint
+from ...errors import NonFiniteLossError
+from ...registry import HOOKS
+from ...fileio import find_resumable_checkpoint
 
 
 def _where(runner) -> str:

@@ -30,7 +30,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -109,14 +108,18 @@ class Built:
     parts: Dict[str, Callable[[], object]] = field(default_factory=dict)
 
 
-def _random_reference(arch: str, seed: int = 0):
-    """transformers' SwiftFormerModel with random weights and BN statistics."""
-    from transformers import SwiftFormerConfig, SwiftFormerModel
+def random_reference(arch: str, seed: int = 0, classifier: bool = False) -> nn.Module:
+    """transformers' SwiftFormer (``SwiftFormerModel``, or with ``classifier``
+    ``SwiftFormerForImageClassification`` with 10 classes), the straightforward
+    port mmswift is checked against, with random weights and BN statistics."""
+    from transformers import (SwiftFormerConfig, SwiftFormerForImageClassification,
+                              SwiftFormerModel)
 
     from mmswift.models import SwiftFormer
     a = SwiftFormer.arch_settings[arch]
     torch.manual_seed(seed)
-    ref = SwiftFormerModel(SwiftFormerConfig(depths=a['layers'], embed_dims=a['embed_dims']))
+    cls = SwiftFormerForImageClassification if classifier else SwiftFormerModel
+    ref = cls(SwiftFormerConfig(depths=a['layers'], embed_dims=a['embed_dims'], num_labels=10))
     with torch.no_grad():
         for n, b in ref.named_buffers():
             if n.endswith('running_var'):
@@ -131,7 +134,7 @@ def _swiftformer_like_reference(arch: str) -> nn.Module:
     from mmswift.models import SwiftFormer
     from mmswift.models.pretrained import convert_state_dict
     model = SwiftFormer(arch, out_norm_cfg=None, attn_norm='softmax')
-    sd, _, _ = convert_state_dict(_random_reference(arch).state_dict())
+    sd, _, _ = convert_state_dict(random_reference(arch).state_dict())
     model.load_state_dict(sd)
     return model.eval()
 
@@ -150,7 +153,7 @@ WHOLE_MODELS = {
 
 
 def _config_path(path: str) -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     if '::' in path:  # a config shipped inside mmdet / mmseg
         pkg, rel = path.split('::')
         mod = __import__(pkg)
@@ -161,10 +164,10 @@ def _config_path(path: str) -> str:
 def _whole_model(config, hw: Tuple[int, int]):
     """A detector or segmentor from a config (or ``(config, overrides)``),
     with random weights, and a data sample."""
-    from mmswift.apis import build_model_from_config
+    from mmswift.apis import init_model
     config, overrides = config if isinstance(config, tuple) else (config, None)
-    model, cfg = build_model_from_config(_config_path(config), overrides)
-    if cfg.get('default_scope', 'mmdet') == 'mmseg':
+    model = init_model(_config_path(config), cfg_options=overrides)
+    if model.cfg.get('default_scope', 'mmdet') == 'mmseg':
         from mmseg.structures import SegDataSample as Sample
     else:
         from mmdet.structures import DetDataSample as Sample
@@ -175,23 +178,32 @@ def _whole_model(config, hw: Tuple[int, int]):
     return model, sample
 
 
-def _synthetic_train_batch(sample, hw: Tuple[int, int], batch: int):
-    """A batch with ground truth for ``train_step``: mmdet's ``demo_mm_inputs``
-    (boxes and masks) for detectors, random label maps for segmentors."""
+def demo_seg_inputs(image_shapes: Sequence[Tuple[int, int]], num_classes: int = 150,
+                    seed: int = 0) -> dict:
+    """A segmentation batch with random images and label maps, one per
+    ``(h, w)``: the mmseg counterpart of ``mmdet.testing.demo_mm_inputs``."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for h, w in image_shapes:
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, h, w), generator=g))
+        s.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w)))
+        samples.append(s)
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def synthetic_train_batch(sample, hw: Tuple[int, int], batch: int) -> dict:
+    """A batch with ground truth for ``train_step``, of the kind ``sample`` is:
+    mmdet's ``demo_mm_inputs`` (boxes and masks) or :func:`demo_seg_inputs`."""
     h, w = hw
     if type(sample).__name__ == 'DetDataSample':
         from mmdet.testing import demo_mm_inputs
         return demo_mm_inputs(batch_size=batch, image_shapes=(3, h, w), num_items=[8] * batch,
                               num_classes=80, with_mask=True)
-    from mmengine.structures import PixelData
-    g = torch.Generator().manual_seed(0)
-    samples = []
-    for _ in range(batch):
-        s = sample.clone()
-        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, h, w), generator=g))
-        samples.append(s)
-    inputs = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for _ in range(batch)]
-    return dict(inputs=inputs, data_samples=samples)
+    return demo_seg_inputs([hw] * batch)
 
 
 class _HiddenStates(nn.Module):
@@ -249,7 +261,7 @@ def _backbone(name: str) -> nn.Module:
     if name in SWIFT:  # the same random weights as ref-<arch>: ratios compare equal math
         return _swiftformer_like_reference(name)
     if name.startswith('ref-') and name[4:] in SWIFT:
-        return _HiddenStates(_random_reference(name[4:]))
+        return _HiddenStates(random_reference(name[4:]))
     if name in ('resnet18', 'resnet50'):
         from mmdet.models.backbones import ResNet
         return ResNet(depth=int(name[6:]), out_indices=(0, 1, 2, 3))
@@ -337,7 +349,7 @@ def build_entry(entry: Entry, hw: Tuple[int, int], batch: int, device: str,
             optim_cfg.update(type='AmpOptimWrapper', dtype='bfloat16' if device == 'cpu' else None)
         module.train()
         optim = build_optim_wrapper(module, optim_cfg)
-        data = _synthetic_train_batch(sample, hw, batch)
+        data = synthetic_train_batch(sample, hw, batch)
 
         def call():
             return module.train_step(data, optim)

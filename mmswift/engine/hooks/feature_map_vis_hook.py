@@ -6,7 +6,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from mmswift.registry import HOOKS
-from mmswift.visualization.features import crop_to_image
+from mmswift.visualization.extractor import crop_to_image
 
 
 @HOOKS.register_module()

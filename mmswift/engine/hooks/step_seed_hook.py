@@ -18,7 +18,8 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.runner import IterBasedTrainLoop
 
-from ..registry import HOOKS
+from ...compat import require_mmengine_internals
+from ...registry import HOOKS
 
 
 def seed_everything_for_step(seed: int, step: int, rank: int = 0) -> None:
@@ -55,6 +56,9 @@ class StepSeedHook(Hook):
     mmengine.
     """
     priority = 'VERY_HIGH'
+
+    def __init__(self) -> None:
+        require_mmengine_internals('StepSeedHook (runner._randomness_cfg)')
 
     def _seed_and_rank(self, runner):
         rank = get_rank() if runner._randomness_cfg.get('diff_rank_seed') else 0

@@ -1,0 +1,1 @@
+"""Measurements beside the models: speed, memory and FLOPs (``tools/benchmark.py``)."""

@@ -1,0 +1,47 @@
+"""The images a visualization reads: files, folders, glob patterns; any
+format OpenCV decodes, as RGB."""
+import glob
+import os.path as osp
+from typing import List
+
+import numpy as np
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+class ImageReadError(ValueError):
+    """An input image that is missing or cannot be decoded."""
+
+
+def collect_images(inputs: str) -> List[str]:
+    """One image, every image in a folder, or a glob pattern."""
+    if osp.isdir(inputs):
+        paths = sorted(p for p in glob.glob(osp.join(inputs, '*'))
+                       if p.lower().endswith(IMAGE_EXTS))
+        if not paths:
+            raise ImageReadError(f'{inputs}: folder holds no images ({", ".join(IMAGE_EXTS)})')
+        return paths
+    if any(c in inputs for c in '*?['):
+        paths = sorted(glob.glob(inputs))
+        if not paths:
+            raise ImageReadError(f'{inputs}: pattern matches no files')
+        return paths
+    return [inputs]
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """An RGB uint8 image; grayscale is replicated, RGBA composited on white."""
+    import cv2
+    if not osp.isfile(path):
+        raise ImageReadError(f'{path}: no such file')
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageReadError(f'{path}: not a readable image')
+    if img.dtype != np.uint8:  # 16-bit PNG/TIFF
+        img = (img.astype(np.float32) / max(float(img.max()), 1.0) * 255).astype(np.uint8)
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        alpha = img[..., 3:].astype(np.float32) / 255
+        img = (img[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
