@@ -34,3 +34,23 @@ class DatasetExistsError(DatasetError, FileExistsError):
 
 class NonFiniteLossError(MMSwiftError, FloatingPointError):
     """Training stopped because the loss or the weights became NaN/inf."""
+
+
+class CheckpointWriteError(MMSwiftError, OSError):
+    """A checkpoint could not be written (disk full, I/O error, permission
+    lost); the previous complete checkpoint is intact."""
+
+
+class WorkDirBusyError(MMSwiftError, RuntimeError):
+    """Another live training job is writing into the work dir."""
+
+
+class PreemptedError(MMSwiftError):
+    """Training stopped on a scheduler's signal after writing a complete
+    checkpoint; ``--resume`` continues it."""
+
+
+# exit status of the tools (tools/*.py, through mmswift.engine.launch.run_tool)
+EXIT_BAD_INPUT = 2      # config, checkpoint, dataset, arguments, a busy work dir
+EXIT_FAILED = 1         # training diverged, a checkpoint could not be written, a crash
+EXIT_PREEMPTED = 3      # stopped on SIGTERM (or the configured signal) with a checkpoint: requeue

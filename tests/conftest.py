@@ -75,42 +75,47 @@ def write_config(path, base: str, body: str) -> str:
     return str(path)
 
 
-def tiny_det_config(tmp_path, **train_overrides) -> str:
-    """The demo-shapes Mask R-CNN on 8 train / 4 val images of 128x128."""
-    root = str(tmp_path / 'shapes') + '/'
-    gen = "dict(num_train=8, num_val=4, size=128, seed=1)"
-    return write_config(tmp_path / 'tiny_det.py',
-                        'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py', f'''
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate={gen}))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate={gen}))
+DEMO_CONFIGS = {'det': 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py',
+                'seg': 'configs/seg/fpn_swiftformer-xs_demo-scenes.py'}
+
+
+def demo_config(tmp_path, task: str, gen: dict, body: str, batch_size: int = 2,
+                name: str = None, pipeline: bool = False) -> str:
+    """The det or seg demo config on a small generated set under ``tmp_path``
+    (``gen``: generator arguments), with single-process loaders, then
+    ``body``. ``pipeline``: the body defines a ``pipeline`` both loaders use."""
+    root = str(tmp_path / ('shapes' if task == 'det' else 'scenes')) + '/'
+    data = f'data_root={root!r}, generate=gen' + (', pipeline=pipeline' if pipeline else '')
+    evaluator = (f"val_evaluator = dict(ann_file={root!r} + 'annotations/instances_val.json')\n"
+                 'test_evaluator = val_evaluator\n') if task == 'det' else ''
+    return write_config(tmp_path / (name or f'{task}.py'), DEMO_CONFIGS[task], f'''
+gen = {gen!r}
+{body.strip()}
+train_dataloader = dict(batch_size={batch_size}, num_workers=0, persistent_workers=False,
+    dataset=dict({data}))
+val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict({data}))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file={root!r} + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_epochs={train_overrides.get('max_epochs', 1)}, val_interval=1)
+{evaluator}''')
+
+
+def tiny_det_config(tmp_path, max_epochs: int = 1) -> str:
+    """The demo-shapes Mask R-CNN on 8 train / 4 val images of 128x128."""
+    return demo_config(tmp_path, 'det', dict(num_train=8, num_val=4, size=128, seed=1), f'''
+train_cfg = dict(max_epochs={max_epochs}, val_interval=1)
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3), logger=dict(interval=1))
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
 custom_hooks = [dict(type='mmswift.FeatureMapVisHook', interval=1, stage=0)]
-''')
+''', batch_size=4, name='tiny_det.py')
 
 
 def tiny_seg_config(tmp_path, max_iters: int = 2) -> str:
     """The demo-scenes Semantic FPN on 4 train / 3 val images of 96x96."""
-    root = str(tmp_path / 'scenes')
-    gen = "dict(num_train=4, num_val=3, size=96, seed=1)"
-    return write_config(tmp_path / 'tiny_seg.py',
-                        'configs/seg/fpn_swiftformer-xs_demo-scenes.py', f'''
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate={gen}))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate={gen}))
-test_dataloader = val_dataloader
+    return demo_config(tmp_path, 'seg', dict(num_train=4, num_val=3, size=96, seed=1), f'''
 train_cfg = dict(max_iters={max_iters}, val_interval={max_iters})
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=3), logger=dict(interval=1))
 param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=2)]
 custom_hooks = [dict(type='mmswift.FeatureMapVisHook', interval=1, stage=0)]
-''')
+''', name='tiny_seg.py')
 
 
 def pytest_collection_modifyitems(config, items):

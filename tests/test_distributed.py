@@ -10,7 +10,7 @@ import torch
 
 import mmswift  # noqa: F401  (Runner checkpoints load under weights_only)
 
-from .conftest import PYTHON, REPO, free_port, logged_scalars, run_py, write_config
+from .conftest import PYTHON, REPO, demo_config, free_port, logged_scalars, run_py, write_config
 
 
 
@@ -26,8 +26,7 @@ def _deterministic_seg_config(tmp_path):
     """Semantic FPN whose loss does not depend on how the batch is split:
     no batch statistics (BN in eval, no norm in the head), no dropout, no
     random augmentation, every image the same size."""
-    root = str(tmp_path / 'scenes')
-    return write_config(tmp_path / 'split_seg.py', 'configs/seg/fpn_swiftformer-xs_demo-scenes.py', f'''
+    return demo_config(tmp_path, 'seg', dict(num_train=16, num_val=1, size=64, seed=1), '''
 model = dict(data_preprocessor=dict(size=(64, 64)),
              backbone=dict(norm_eval=True),
              decode_head=dict(norm_cfg=None, dropout_ratio=0.0))
@@ -35,17 +34,12 @@ pipeline = [dict(type='LoadImageFromFile'),
             dict(type='LoadAnnotations', reduce_zero_label=True),
             dict(type='Resize', scale=(64, 64), keep_ratio=False),
             dict(type='PackSegInputs')]
-gen = dict(num_train=16, num_val=1, size=64, seed=1)
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen, pipeline=pipeline))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen, pipeline=pipeline))
 train_cfg = dict(max_iters=8, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=8), logger=dict(interval=1))
 log_processor = dict(window_size=1)
 param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=8)]
 custom_hooks = _base_.robust_training_hooks
-''')
+''', batch_size=4, name='split_seg.py', pipeline=True)
 
 
 def _losses(work, key):

@@ -11,7 +11,7 @@ from PIL import Image
 from mmswift.datasets.scenes_ade import generate_scenes_ade
 from mmswift.datasets.shapes_coco import ensure_shapes_coco
 
-from .conftest import REPO, load_tool, run_py, write_config
+from .conftest import REPO, demo_config, load_tool, run_py, write_config
 
 DET = 'configs/det/mask-rcnn_swiftformer-xs_fpn_1x_coco.py'
 SEG = 'configs/seg/fpn_swiftformer-xs_8xb4-40k_ade20k-512x512.py'
@@ -208,14 +208,8 @@ val_dataloader = dict(dataset=dict(data_root={root!r}))
 
 # ---------------------------------------------------- diverging training
 def _poisoned_seg_config(tmp_path, at, when):
-    root = str(tmp_path / 'scenes')
-    return write_config(tmp_path / 'nan_seg.py', 'configs/seg/fpn_swiftformer-xs_demo-scenes.py', f'''
+    return demo_config(tmp_path, 'seg', dict(num_train=4, num_val=1, size=64, seed=1), f'''
 custom_imports = dict(imports=['mmswift', 'tests.fault_injection'], allow_failed_imports=False)
-gen = dict(num_train=4, num_val=1, size=64, seed=1)
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen))
 train_cfg = dict(max_iters=8, val_interval=8)
 default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=3), logger=dict(interval=1))
 custom_hooks = _base_.robust_training_hooks + [

@@ -12,7 +12,7 @@ import torch
 
 from mmswift.fileio import atomic_write, checkpoint_problem, find_resumable_checkpoint
 
-from .conftest import PYTHON, REPO, logged_scalars, run_py, write_config
+from .conftest import PYTHON, REPO, demo_config, logged_scalars, run_py
 
 
 # ------------------------------------------------------------ unit level
@@ -62,14 +62,7 @@ def test_resume_skips_a_checkpoint_cut_off_while_writing(tmp_path):
 
 # ---------------------------------------------------------- end to end
 def _seg_config(tmp_path, max_iters=24):
-    root = str(tmp_path / 'scenes')
-    return write_config(tmp_path / 'resume_seg.py', 'configs/seg/fpn_swiftformer-xs_demo-scenes.py', f'''
-gen = dict(num_train=8, num_val=2, size=64, seed=1)
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen))
-test_dataloader = val_dataloader
+    return demo_config(tmp_path, 'seg', dict(num_train=8, num_val=2, size=64, seed=1), f'''
 train_cfg = dict(max_iters={max_iters}, val_interval={max_iters})
 default_hooks = dict(checkpoint=dict(interval=4, max_keep_ckpts=2), logger=dict(interval=1))
 log_processor = dict(window_size=1)
@@ -79,16 +72,7 @@ custom_hooks = _base_.robust_training_hooks
 
 
 def _det_config(tmp_path, max_epochs=3):
-    root = str(tmp_path / 'shapes') + '/'
-    return write_config(tmp_path / 'resume_det.py', 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py', f'''
-gen = dict(num_train=16, num_val=2, size=96, seed=1)
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-    dataset=dict(data_root={root!r}, generate=gen))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file={root!r} + 'annotations/instances_val.json')
-test_evaluator = val_evaluator
+    return demo_config(tmp_path, 'det', dict(num_train=16, num_val=2, size=96, seed=1), f'''
 train_cfg = dict(max_epochs={max_epochs}, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2), logger=dict(interval=1))
 log_processor = dict(window_size=1)

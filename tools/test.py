@@ -29,6 +29,9 @@ def parse_args(argv=None):
     p.add_argument('--show', action='store_true', help='show predictions in a window')
     p.add_argument('--show-dir', help='dir to write images with predictions drawn')
     p.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
+    p.add_argument('--full-data-check', action='store_true',
+                   help='decode every image in the data check (finds files cut off after '
+                   'their header; slower)')
     p.add_argument('--skip-data-check', action='store_true',
                    help='do not check the dataset files before testing')
     p.add_argument('--no-deploy', action='store_true',
@@ -101,7 +104,8 @@ def test(args) -> None:
         dump_predictions(cfg, args)
     adapt_to_device(cfg, args.launcher)
     if not args.skip_data_check:
-        check_datasets(cfg, ('test',), args.config, cfg.work_dir)
+        check_datasets(cfg, ('test',), args.config, cfg.work_dir,
+                           full=args.full_data_check)
 
     # build the runner from config
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

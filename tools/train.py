@@ -7,7 +7,11 @@ The flags are mmdet's / mmseg's; the config decides which library runs.
 Before training, the train and val datasets are checked (missing root,
 invalid annotations, missing or unreadable images) so that a bad dataset
 fails in seconds with one line; ``--skip-data-check`` skips that.
-Exit status: 0 done, 2 bad input (one ``error:`` line), 1 anything else.
+A second job started into a work dir that a live job writes to refuses at
+once; a claim left by a killed job is taken over (``.mmswift_claim``).
+On SIGTERM (``PreemptionHook``) training writes a checkpoint and exits 3.
+Exit status: 0 done, 2 bad input (one ``error:`` line), 3 preempted with a
+checkpoint (requeue with ``--resume``), 1 anything else.
 """
 import argparse
 import os
@@ -31,6 +35,9 @@ def parse_args(argv=None):
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from CKPT, or without a value from the newest '
                    'complete checkpoint in the work dir')
+    p.add_argument('--full-data-check', action='store_true',
+                   help='decode every image in the data check (finds files cut off after '
+                   'their header; slower)')
     p.add_argument('--skip-data-check', action='store_true',
                    help='do not check the dataset files before training')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -48,6 +55,7 @@ def train(args) -> None:
     from mmswift.apis import check_checkpoint
     from mmswift.engine.datacheck import check_datasets
     from mmswift.engine.launch import adapt_to_device, load_config, release_runner
+    from mmswift.engine.workdir_claim import WorkDirClaim
     from mmswift.errors import ConfigError
     from mmswift.fileio import find_resumable_checkpoint
 
@@ -85,13 +93,21 @@ def train(args) -> None:
     if cfg.get('load_from') and '://' not in cfg.load_from:
         check_checkpoint(cfg.load_from, cfg, '--resume' if cfg.get('resume') else 'load_from')
     adapt_to_device(cfg, args.launcher)
-    if not args.skip_data_check:
-        check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir)
+    # one job per work dir (rank 0 holds the claim; a stale one is taken over)
+    rank = int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', 0)))
+    claim = WorkDirClaim(cfg.work_dir).acquire() if rank == 0 else None
+    try:
+        if not args.skip_data_check:
+            check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir,
+                           full=args.full_data_check)
 
-    # build the runner from config
-    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    runner.train()
-    release_runner(runner)
+        # build the runner from config
+        runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        runner.train()
+        release_runner(runner)
+    finally:
+        if claim is not None:
+            claim.release()
 
 
 def main(argv=None) -> int:

@@ -16,6 +16,7 @@ import os
 import os.path as osp
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
@@ -87,26 +88,34 @@ def _coco_problem(path: str) -> Optional[str]:
     return None
 
 
-def _image_size(path: str) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
-    """(width, height) from the file header, or a problem."""
+def _image_size(path: str, decode: bool = False
+                ) -> Tuple[Optional[Tuple[int, int]], Optional[str]]:
+    """(width, height) from the file header, or a problem. With ``decode``
+    the whole image is decoded, which also finds files cut off after their
+    header (the header check passes those, and OpenCV later decodes the part
+    that is there without complaint)."""
     if not osp.isfile(path):
         return None, 'missing'
     if osp.getsize(path) == 0:
         return None, 'empty (0 bytes)'
     try:
         with Image.open(path) as im:
+            if decode:
+                im.load()
             return im.size, None
     except (UnidentifiedImageError, OSError) as e:
+        if decode and 'truncated' in str(e):
+            return None, 'truncated (the image data ends early)'
         return None, f'not a readable image ({type(e).__name__})'
 
 
-def _sample_problem(info: dict) -> Optional[str]:
-    img_size, problem = _image_size(info['img_path'])
+def _sample_problem(info: dict, decode: bool = False) -> Optional[str]:
+    img_size, problem = _image_size(info['img_path'], decode)
     if problem:
         return f'{info["img_path"]}: {problem}'
     seg = info.get('seg_map_path')
     if seg:
-        seg_size, problem = _image_size(seg)
+        seg_size, problem = _image_size(seg, decode)
         if problem:
             return f'{seg}: label {problem}'
         if seg_size != img_size:
@@ -131,8 +140,9 @@ def _build(ds: dict, label: str, config: str):
 
 
 def check_dataset(ds: dict, label: str, config: str, split: str,
-                  work_dir: Optional[str] = None, threads: int = 8) -> int:
-    """Check one (unwrapped) dataset config; returns the number of samples."""
+                  work_dir: Optional[str] = None, threads: int = 8, full: bool = False) -> int:
+    """Check one (unwrapped) dataset config; returns the number of samples.
+    ``full``: decode every image instead of reading its header."""
     root = ds.get('data_root')
     fix = f'put the dataset there or set --cfg-options {label}.data_root=PATH'
     if root and not ds.get('generate'):  # demo datasets write their own files
@@ -154,7 +164,7 @@ def check_dataset(ds: dict, label: str, config: str, split: str,
     start = time.time()
     infos = (dataset.get_data_info(i) for i in range(n))
     with ThreadPoolExecutor(threads) as pool:
-        bad: List[str] = [p for p in pool.map(_sample_problem, infos) if p]
+        bad: List[str] = [p for p in pool.map(partial(_sample_problem, decode=full), infos) if p]
     print_log(f'checked the files of {n} samples of {label} in '
               f'{time.time() - start:.1f} s: {len(bad)} bad', logger='current')
     if bad:
@@ -174,8 +184,9 @@ def check_dataset(ds: dict, label: str, config: str, split: str,
 
 
 def check_datasets(cfg: Config, splits=('train', 'val'), config: str = 'the config',
-                   work_dir: Optional[str] = None) -> int:
-    """Check every dataset of ``{split}_dataloader``; returns the sample count."""
+                   work_dir: Optional[str] = None, full: bool = False) -> int:
+    """Check every dataset of ``{split}_dataloader``; returns the sample count.
+    ``full`` decodes every image (``--full-data-check``)."""
     from mmengine.registry import init_default_scope
     from mmengine.utils import import_modules_from_strings
     if cfg.get('custom_imports'):
@@ -188,5 +199,5 @@ def check_datasets(cfg: Config, splits=('train', 'val'), config: str = 'the conf
             continue
         for ds, label in _leaf_datasets(loader.get('dataset'),
                                         f'{split}_dataloader.dataset'):
-            total += check_dataset(ds, label, config, split, work_dir)
+            total += check_dataset(ds, label, config, split, work_dir, full=full)
     return total

@@ -11,7 +11,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from ..compat import require_mmengine_internals
-from ..errors import ConfigNotFoundError, MMSwiftError, NonFiniteLossError
+from ..errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_PREEMPTED, CheckpointWriteError,
+                      ConfigNotFoundError, MMSwiftError, NonFiniteLossError, PreemptedError)
 
 
 def load_config(path: str) -> Config:
@@ -65,19 +66,23 @@ def adapt_to_device(cfg: Config, launcher: str) -> int:
 
 
 def run_tool(job: Callable[..., Any], *args: Any) -> int:
-    """Run ``job(*args)``; mmswift's errors become one ``error:`` line on
-    stderr and an exit status: 2 for bad input (config, checkpoint, dataset,
-    arguments), 1 when training diverged. Anything else keeps its traceback
-    (exit status 1)."""
+    """Run ``job(*args)``; mmswift's errors become one line on stderr and an
+    exit status (:mod:`mmswift.errors`): 2 bad input (config, checkpoint,
+    dataset, arguments, a busy work dir), 1 training diverged or a checkpoint
+    could not be written, 3 preempted with a checkpoint written (requeue with
+    ``--resume``). Anything else keeps its traceback (exit status 1)."""
     try:
         job(*args)
         return 0
-    except NonFiniteLossError as e:
+    except PreemptedError as e:
+        print(f'preempted: {e}', file=sys.stderr)
+        return EXIT_PREEMPTED
+    except (NonFiniteLossError, CheckpointWriteError) as e:
         print(f'error: {e}', file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except MMSwiftError as e:
         print(f'error: {e}', file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 def release_runner(runner) -> None:

@@ -10,7 +10,8 @@ import os.path as osp
 from mmengine.hooks import CheckpointHook
 
 from ...compat import require_mmengine_internals
-from ...fileio import ATOMIC_BACKEND, atomic_write
+from ...errors import CheckpointWriteError
+from ...fileio import ATOMIC_BACKEND, atomic_write, find_resumable_checkpoint
 from ...registry import HOOKS
 
 
@@ -23,7 +24,9 @@ class AtomicCheckpointHook(CheckpointHook):
     are used as given. Order of one save: write the checkpoint, point
     ``last_checkpoint`` at it, then delete the oldest beyond
     ``max_keep_ckpts`` -- so at every instant the work dir holds a complete
-    checkpoint that ``last_checkpoint`` names.
+    checkpoint that ``last_checkpoint`` names. A failed write (disk full, I/O
+    error, permission lost) stops training with :class:`CheckpointWriteError`
+    naming the file, the error and the last good checkpoint.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -43,16 +46,26 @@ class AtomicCheckpointHook(CheckpointHook):
             runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
 
         ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
-        runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        runner.save_checkpoint(
-            self.out_dir, ckpt_filename, self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta,
-            by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
-        if not is_main_process():
-            return
-        atomic_write(self.last_ckpt, osp.join(runner.work_dir, 'last_checkpoint'))
+        path = self.file_backend.join_path(self.out_dir, ckpt_filename)
+        pointer = osp.join(runner.work_dir, 'last_checkpoint')
+        try:
+            runner.save_checkpoint(
+                self.out_dir, ckpt_filename, self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler, meta=meta,
+                by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+            self.last_ckpt = path
+            runner.message_hub.update_info('last_ckpt', path)
+            if not is_main_process():
+                return
+            atomic_write(path, pointer)
+        except OSError as e:
+            raise CheckpointWriteError(
+                f'could not write {path if self.last_ckpt != path else pointer}: '
+                f'{e.strerror or e} (errno {e.errno}); nothing was overwritten, no temporary '
+                f'file is left, and the last good checkpoint is '
+                f'{find_resumable_checkpoint(runner.work_dir) or "none yet"}; free space or '
+                f'restore write access, then train with --resume') from e
         if outdated is not None:
             path = self.file_backend.join_path(
                 self.out_dir, self.filename_tmpl.format(outdated))

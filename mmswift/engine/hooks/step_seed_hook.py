@@ -3,11 +3,15 @@
 mmengine seeds once at start-up and does not store random states in
 checkpoints, so a resumed run draws different augmentations, RPN/RoI
 samples and dropout masks than the run it continues. This hook re-seeds
-python, numpy and torch from ``(seed, step)`` at every point where the two
-runs must agree: before each batch is fetched (iteration loops; the
-batches mmengine skips on resume are counted too) or at each epoch start
-(epoch loops). The result: the same seed gives the same training, however
-often it was interrupted.
+python, numpy and torch from ``(seed, step)`` right before each batch is
+fetched (the batches mmengine skips on resume are counted too). The
+result: the same seed gives the same training, however often it was
+interrupted.
+
+Epoch loops get one more thing: mmengine resumes them at an epoch start,
+so a checkpoint written mid-epoch (on preemption, ``PreemptionHook``)
+would train the epoch's first batches twice. Here the resumed epoch skips
+the batches the checkpoint already holds, as mmengine's iteration loop does.
 """
 import random
 from typing import Iterator
@@ -48,6 +52,37 @@ class _SeedEachBatch:
         return getattr(self._batches, name)
 
 
+class _SeedEachEpochBatch:
+    """Wraps an epoch loop's dataloader: the k-th batch of epoch e is fetched
+    right after seeding for step ``e * len + k``; in the first epoch after a
+    mid-epoch resume the batches up to ``runner.iter`` are fetched (for the
+    same random draws) and skipped."""
+
+    def __init__(self, dataloader, runner, seed: int, rank: int) -> None:
+        self._dataloader, self._runner, self._seed, self._rank = dataloader, runner, seed, rank
+
+    def __iter__(self):
+        first = self._runner.epoch * len(self._dataloader)
+        done = max(0, self._runner.iter - first)  # > 0 only after a mid-epoch resume
+        batches = iter(self._dataloader)
+        k = 0
+        while True:  # to the end: batch samplers (mmdet's AspectRatio...) reset there
+            seed_everything_for_step(self._seed, first + k, self._rank)
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            if k >= done:
+                yield batch
+            k += 1
+
+    def __len__(self) -> int:
+        return len(self._dataloader)
+
+    def __getattr__(self, name):  # sampler, batch_size, dataset...
+        return getattr(self._dataloader, name)
+
+
 @HOOKS.register_module()
 class StepSeedHook(Hook):
     """Re-seed from (seed, step) so that a resumed run continues exactly.
@@ -69,8 +104,6 @@ class StepSeedHook(Hook):
         if isinstance(loop, IterBasedTrainLoop):
             loop.dataloader_iterator = _SeedEachBatch(
                 loop.dataloader_iterator, *self._seed_and_rank(runner))
-
-    def before_train_epoch(self, runner) -> None:
-        if not isinstance(runner.train_loop, IterBasedTrainLoop):
-            seed, rank = self._seed_and_rank(runner)
-            seed_everything_for_step(seed, runner.iter, rank)
+        elif not isinstance(loop.dataloader, _SeedEachEpochBatch):
+            loop.dataloader = _SeedEachEpochBatch(loop.dataloader, runner,
+                                                  *self._seed_and_rank(runner))

@@ -1,0 +1,260 @@
+"""What a cluster does to a training job: preemption, a second job in the
+same work dir, a full disk, one rank failing, damaged images."""
+import errno
+import glob
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import torch
+
+from mmswift.engine.workdir_claim import CLAIM_FILE, WorkDirClaim
+from mmswift.errors import WorkDirBusyError
+from mmswift.fileio import AtomicLocalBackend, checkpoint_problem
+
+from .conftest import (PYTHON, REPO, demo_config, free_port, logged_scalars, run_py,
+                       tiny_seg_config)
+from .test_distributed import _deterministic_seg_config, _dist_train
+from .test_resume import _det_config, _losses, _seg_config
+
+
+def _no_half_written_files(work):
+    assert not glob.glob(os.path.join(work, '**', '*.tmp'), recursive=True)
+    for path in glob.glob(os.path.join(work, '*.pth')):
+        assert checkpoint_problem(path) is None, path
+
+
+# ------------------------------------------------------ one job, one dir
+def _write_claim(tmp_path, host, pid, age_s=0.0):
+    import json
+    path = tmp_path / CLAIM_FILE
+    path.write_text(json.dumps(dict(host=host, pid=pid, start='2026-11-22 10:00:00', token='x')))
+    t = time.time() - age_s
+    os.utime(path, (t, t))
+    return path
+
+
+def test_a_live_claim_refuses_a_second_job_naming_the_first(tmp_path):
+    first = WorkDirClaim(str(tmp_path)).acquire()
+    try:
+        with pytest.raises(WorkDirBusyError) as e:
+            WorkDirClaim(str(tmp_path)).acquire()
+        msg = str(e.value)
+        assert f'host {socket.gethostname()}, pid {os.getpid()}, started {first.info["start"]}' in msg
+        assert '--work-dir' in msg and '\n' not in msg
+    finally:
+        first.release()
+    assert not (tmp_path / CLAIM_FILE).exists()
+    WorkDirClaim(str(tmp_path)).acquire().release()  # free again
+
+
+def test_a_claim_left_by_a_killed_job_is_taken_over(tmp_path, capsys):
+    gone = subprocess.Popen(['true'])
+    gone.wait()  # a pid that no longer exists
+    _write_claim(tmp_path, socket.gethostname(), gone.pid)
+    claim = WorkDirClaim(str(tmp_path)).acquire()
+    out = capsys.readouterr()
+    assert f'took over the work dir claim of host {socket.gethostname()}, pid {gone.pid}' in \
+        out.out + out.err
+    assert 'no longer exists' in out.out + out.err
+    claim.release()
+
+
+def test_on_a_shared_filesystem_another_hosts_heartbeat_decides(tmp_path):
+    _write_claim(tmp_path, 'node-b', 4242, age_s=5)  # alive on another host
+    with pytest.raises(WorkDirBusyError, match='host node-b, pid 4242'):
+        WorkDirClaim(str(tmp_path)).acquire()
+    _write_claim(tmp_path, 'node-b', 4242, age_s=300)  # its heartbeat stopped
+    WorkDirClaim(str(tmp_path)).acquire().release()
+
+
+def test_the_heartbeat_keeps_a_live_claim_fresh(tmp_path):
+    claim = WorkDirClaim(str(tmp_path), heartbeat_s=0.05).acquire()
+    try:
+        old = time.time() - 1000
+        os.utime(claim.path, (old, old))
+        time.sleep(0.3)
+        assert time.time() - os.path.getmtime(claim.path) < 5
+    finally:
+        claim.release()
+
+
+# ----------------------------------------------------------- a full disk
+@pytest.mark.parametrize('err', [errno.ENOSPC, errno.EIO, errno.EACCES])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, monkeypatch, err):
+    import os as real_os
+    import tempfile
+
+    import mmswift.fileio as fileio
+
+    from .fault_injection import _With
+    path = tmp_path / 'iter_2.pth'
+    path.write_bytes(b'complete old checkpoint')
+
+    def fail(*args, **kwargs):
+        raise OSError(err, real_os.strerror(err))
+    if err == errno.EACCES:
+        monkeypatch.setattr(fileio, 'tempfile', _With(tempfile, mkstemp=fail))
+    else:
+        monkeypatch.setattr(fileio, 'os', _With(real_os, fsync=fail))
+    with pytest.raises(OSError) as e:
+        AtomicLocalBackend().put(b'new checkpoint', str(path))
+    assert e.value.errno == err
+    assert path.read_bytes() == b'complete old checkpoint'
+    assert os.listdir(tmp_path) == ['iter_2.pth']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('err', ['ENOSPC', 'EIO', 'EACCES'])
+def test_training_stops_on_a_failed_checkpoint_write_with_the_last_good_one(tmp_path, err):
+    code = getattr(errno, err)
+    config = demo_config(tmp_path, 'seg', dict(num_train=4, num_val=1, size=64, seed=1), f'''
+custom_imports = dict(imports=['mmswift', 'tests.fault_injection'], allow_failed_imports=False)
+train_cfg = dict(max_iters=6, val_interval=100)
+default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=1), logger=dict(interval=1))
+custom_hooks = _base_.robust_training_hooks + [dict(type='FullDiskHook', at=3, errno={code})]
+''')
+    work = str(tmp_path / 'work')
+    proc = run_py('tools/train.py', config, '--work-dir', work)
+    line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    good = os.path.join(work, 'iter_2.pth')
+    assert line == (f'error: could not write {os.path.join(work, "iter_4.pth")}: '
+                    f'{os.strerror(code)} (errno {code}); nothing was overwritten, no temporary '
+                    f'file is left, and the last good checkpoint is {good}; free space or '
+                    f'restore write access, then train with --resume')
+    assert open(os.path.join(work, 'last_checkpoint')).read() == good
+    assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(work, '*.pth'))) == \
+        ['iter_2.pth']
+    _no_half_written_files(work)
+
+
+# ------------------------------------------------------------ preemption
+def _start_and_preempt(config, work, after_iter, while_running=None):
+    """Start training, send SIGTERM once iteration ``after_iter`` is logged."""
+    proc = subprocess.Popen([PYTHON, 'tools/train.py', config, '--work-dir', work], cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=REPO), text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        done = [r['iter'] for r in logged_scalars(work) if 'loss' in r]
+        if done and max(done) >= after_iter:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, 'training ended before it could be preempted'
+    if while_running is not None:
+        while_running(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task', ['seg', 'det'])
+def test_sigterm_writes_a_checkpoint_exits_3_and_resume_is_exact(tmp_path, task):
+    """seg: an iteration loop; det: an epoch loop (8 iterations an epoch),
+    preempted mid-epoch."""
+    config, final = (_seg_config(tmp_path), 'iter_24.pth') if task == 'seg' else \
+        (_det_config(tmp_path), 'epoch_3.pth')
+    full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
+    run = run_py('tools/train.py', config, '--work-dir', full)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    def second_job_is_refused(first):
+        start = time.time()
+        second = run_py('tools/train.py', config, '--work-dir', cut)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f'work dir {cut} is in use by another training job (host ' \
+            f'{socket.gethostname()}, pid {first.pid}, started' in second.stderr
+        assert time.time() - start < 60
+
+    rc, err = _start_and_preempt(config, cut, 10, second_job_is_refused)
+    line = err.strip().splitlines()[-1]
+    assert rc == 3, err[-3000:]
+    assert line.startswith('preempted: SIGTERM received; finished iteration ')
+    step = int(line.split('finished iteration ')[1].split()[0])
+    ckpt = os.path.join(cut, f'iter_{step}.pth')
+    assert f'wrote the complete checkpoint {ckpt}; requeue the job with --resume' in line
+    if task == 'det':
+        assert step % 8, f'preempted at an epoch end ({step}), not mid-epoch'
+    assert open(os.path.join(cut, 'last_checkpoint')).read() == ckpt
+    _no_half_written_files(cut)
+
+    resumed = run_py('tools/train.py', config, '--work-dir', cut, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = resumed.stdout + resumed.stderr
+    assert f'Load checkpoint from {ckpt}' in log
+    a = torch.load(os.path.join(full, final))['state_dict']
+    b = torch.load(os.path.join(cut, final))['state_dict']
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+    la, lb = _losses(full), _losses(cut)
+    assert len(la) == 24 and la == lb
+
+
+# ---------------------------------------------------- every rank agrees
+@pytest.mark.slow
+@pytest.mark.parametrize('failure', ['data', 'loss', 'sigterm'])
+def test_one_rank_failing_stops_every_rank(tmp_path, failure):
+    pids = str(tmp_path / 'pids')
+    hook = {'data': "dict(type='FailDataOnRankHook', rank=1, at=4)",
+            'loss': "dict(type='PoisonWeightsHook', at=4, when='before', rank=1)",
+            'sigterm': f"dict(type='PidFileHook', folder={pids!r})"}[failure]
+    base = _deterministic_seg_config(tmp_path)
+    config = str(tmp_path / 'ranks.py')
+    with open(config, 'w') as f:
+        f.write(f'''_base_ = {base!r}
+custom_imports = dict(imports=['mmswift', 'tests.fault_injection'], allow_failed_imports=False)
+train_cfg = dict(max_iters=40)
+custom_hooks = _base_.robust_training_hooks + [{hook}]
+''')
+    work = str(tmp_path / 'work')
+    args = ['--work-dir', work, '--cfg-options', 'train_dataloader.batch_size=2']
+    start = time.time()
+    if failure == 'sigterm':
+        env = dict(os.environ, PYTHON=PYTHON, PORT=str(free_port()), PYTHONPATH=REPO,
+                   OMP_NUM_THREADS='1')
+        proc = subprocess.Popen(['bash', 'tools/dist_train.sh', config, '2', *args], cwd=REPO,
+                                env=env, text=True, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        rank1 = os.path.join(pids, 'rank1.pid')
+        while time.time() - start < 200 and not (
+                os.path.exists(rank1) and any('loss' in r for r in logged_scalars(work))):
+            time.sleep(0.1)
+        os.kill(int(open(rank1).read()), signal.SIGTERM)  # one rank only
+        log, _ = proc.communicate(timeout=240)
+    else:
+        done = _dist_train(config, 2, *args, timeout=240)
+        log = done.stdout + done.stderr
+    assert time.time() - start < 240
+    if failure == 'data':
+        assert 'injected data loading failure on rank 1 at iteration 4' in log
+    elif failure == 'loss':  # both ranks see the all-reduced loss and stop together
+        assert log.count('loss became nan at iteration 4 on at least one rank') == 2, log[-3000:]
+    else:  # both ranks stop after the same iteration, one checkpoint written
+        lines = [ln for ln in log.splitlines() if ln.startswith('preempted: SIGTERM received')]
+        assert len(lines) == 2 and lines[0] == lines[1], log[-3000:]
+        step = int(lines[0].split('finished iteration ')[1].split()[0])
+        assert checkpoint_problem(os.path.join(work, f'iter_{step}.pth')) is None
+    _no_half_written_files(work)
+
+
+# ------------------------------------------------------- damaged images
+def test_full_data_check_finds_a_jpeg_cut_after_its_header(tmp_path):
+    from mmengine.config import Config
+
+    from mmswift.engine.datacheck import check_datasets
+    from mmswift.errors import DatasetError
+    cfg = Config.fromfile(tiny_seg_config(tmp_path))
+    assert check_datasets(cfg, ('train', ), full=True) == 4  # generates the data
+    image = sorted(glob.glob(str(tmp_path / 'scenes' / 'images' / 'training' / '*.jpg')))[1]
+    data = open(image, 'rb').read()
+    with open(image, 'wb') as f:
+        f.write(data[:len(data) // 2])  # the header survives, half the pixels do not
+    assert check_datasets(cfg, ('train', )) == 4  # the header check cannot see it
+    with pytest.raises(DatasetError) as e:
+        check_datasets(cfg, ('train', ), full=True)
+    assert f'{image}: truncated (the image data ends early)' in str(e.value)
