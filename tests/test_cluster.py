@@ -258,3 +258,39 @@ def test_full_data_check_finds_a_jpeg_cut_after_its_header(tmp_path):
     with pytest.raises(DatasetError) as e:
         check_datasets(cfg, ('train', ), full=True)
     assert f'{image}: truncated (the image data ends early)' in str(e.value)
+
+
+def test_the_runner_reuses_the_datasets_the_check_built(tmp_path):
+    """The annotation file is parsed once: the Runner gets the checked
+    dataset object itself, not a rebuilt one or a deep copy."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from mmswift.engine.datacheck import check_datasets, reuse_checked_datasets
+    cfg = Config.fromfile(tiny_seg_config(tmp_path))
+    cfg.work_dir = str(tmp_path / 'work')
+    built = {}
+    check_datasets(cfg, ('train', 'val'), built=built)
+    assert set(built) == {'train', 'val'}
+    runner = Runner.from_cfg(cfg)
+    reuse_checked_datasets(runner, built)
+    assert runner.build_dataloader(runner._train_dataloader).dataset is built['train']
+    assert runner.build_dataloader(runner._val_dataloader).dataset is built['val']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task', ['det', 'seg'])
+def test_data_scale_benchmark_runs_and_reports(tmp_path, task):
+    out = tmp_path / 'report.json'
+    proc = run_py('tools/benchmark_data.py', task, '--root', str(tmp_path / 'data'),
+                  '--scale', '0.002', '--json', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+    report = json.loads(out.read_text())
+    rows = report['results']
+    expected = 237 if task == 'det' else 40  # samples: COCO images with instances / ADE pairs
+    assert set(rows) == {'build', 'check', 'full'}
+    for r in rows.values():
+        assert 0 < r['samples'] <= expected and r['seconds'] >= 0 and r['peak_rss_mb'] > 0
+    assert rows['check']['samples'] == rows['build']['samples']
+    assert 'data check (tools/train.py)' in proc.stdout

@@ -82,7 +82,7 @@ def dump_predictions(cfg, args):
 
 def test(args) -> None:
     from mmswift.apis import check_checkpoint
-    from mmswift.engine.datacheck import check_datasets
+    from mmswift.engine.datacheck import check_datasets, reuse_checked_datasets
     from mmswift.engine.launch import adapt_to_device, load_config, release_runner
 
     cfg = load_config(args.config)
@@ -103,12 +103,14 @@ def test(args) -> None:
     if args.out:
         dump_predictions(cfg, args)
     adapt_to_device(cfg, args.launcher)
+    checked = {}  # the datasets the check built, reused by the Runner
     if not args.skip_data_check:
         check_datasets(cfg, ('test',), args.config, cfg.work_dir,
-                           full=args.full_data_check)
+                       full=args.full_data_check, built=checked)
 
     # build the runner from config
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    reuse_checked_datasets(runner, checked)
     runner.test()
     release_runner(runner)
 

@@ -53,7 +53,7 @@ def parse_args(argv=None):
 
 def train(args) -> None:
     from mmswift.apis import check_checkpoint
-    from mmswift.engine.datacheck import check_datasets
+    from mmswift.engine.datacheck import check_datasets, reuse_checked_datasets
     from mmswift.engine.launch import adapt_to_device, load_config, release_runner
     from mmswift.engine.workdir_claim import WorkDirClaim
     from mmswift.errors import ConfigError
@@ -97,12 +97,14 @@ def train(args) -> None:
     rank = int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', 0)))
     claim = WorkDirClaim(cfg.work_dir).acquire() if rank == 0 else None
     try:
+        checked = {}  # the datasets the check built, reused by the Runner
         if not args.skip_data_check:
             check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir,
-                           full=args.full_data_check)
+                           full=args.full_data_check, built=checked)
 
         # build the runner from config
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        reuse_checked_datasets(runner, checked)
         runner.train()
         release_runner(runner)
     finally:

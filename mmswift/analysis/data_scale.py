@@ -69,7 +69,9 @@ def generate_coco_scale(root: str, images: int = COCO_IMAGES,
                          segmentation=[poly], area=round(float(bw * bh * 0.7), 2),
                          bbox=[round(float(x0), 2), round(float(y0), 2),
                                round(float(bw), 2), round(float(bh), 2)], iscrowd=0))
-    cats = [dict(id=c, name=f'class{c}', supercategory='thing') for c in _COCO_CATEGORY_IDS]
+    from mmdet.datasets import CocoDataset  # the 80 names, in the order of the ids
+    cats = [dict(id=c, name=name, supercategory='thing')
+            for c, name in zip(_COCO_CATEGORY_IDS, CocoDataset.METAINFO['classes'])]
     with open(ann_path, 'w') as f:
         json.dump(dict(images=imgs, annotations=anns, categories=cats), f)
     return ann_path
