@@ -137,7 +137,9 @@ DOORS = {
 }
 
 
-@pytest.mark.parametrize('door', sorted(DOORS))
+# the 'test' and 'train' doors build a Runner: end-to-end tool runs, so slow
+@pytest.mark.parametrize('door', [pytest.param(d, marks=pytest.mark.slow) if d in ('test', 'train')
+                                  else d for d in sorted(DOORS)])
 def test_every_door_answers_in_one_line_with_exit_2(door, tmp_path, good, capsys):
     cases = not_checkpoints(str(tmp_path), good)
     for name in ('random_4096.pth', 'photo.jpg', 'cut_0.5.pth', 'other.zip'):
