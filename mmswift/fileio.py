@@ -151,6 +151,8 @@ def read_checkpoint(path: str, map_location: str = 'cpu', what: str = 'checkpoin
     if problem == 'missing':
         hint = (f' (fix the path in the config, or override it with --cfg-options '
                 f'{what}=PATH)' if '.' in what else '')
+        if osp.basename(path).endswith('_demo-shape-crops.pth'):
+            hint += '; python tools/pretrain_demo.py writes the demo\'s pretrained backbone there'
         raise CheckpointNotFoundError(f'{what}: checkpoint not found: {path}{hint}')
     if problem:
         raise CheckpointError(f'{what}: {path} is {problem}; give a checkpoint written by '

@@ -7,6 +7,7 @@ module that registers it.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
@@ -19,3 +20,6 @@ HOOKS = Registry(
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, scope='mmswift',
     locations=['mmswift.datasets'])
+METRICS = Registry(
+    'metric', parent=MMENGINE_METRICS, scope='mmswift',
+    locations=['mmswift.evaluation'])

@@ -1,3 +1,4 @@
+import functools
 import glob
 import importlib.util
 import json
@@ -5,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -79,12 +81,29 @@ DEMO_CONFIGS = {'det': 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py'
                 'seg': 'configs/seg/fpn_swiftformer-xs_demo-scenes.py'}
 
 
+@functools.lru_cache(maxsize=None)
+def demo_pretrained() -> str:
+    """An untrained SwiftFormer-XS classifier in the official layout, the
+    stand-in for tools/pretrain_demo.py's output that the det demo config
+    loads (written once per test session)."""
+    from mmswift.models import SwiftFormerClassifier
+    from mmswift.models.pretrained import to_official
+    torch.manual_seed(0)
+    path = os.path.join(tempfile.mkdtemp(prefix='mmswift-pretrained-'), 'xs_official.pth')
+    torch.save(to_official(SwiftFormerClassifier('xs', num_classes=6).state_dict()), path)
+    return path
+
+
 def demo_config(tmp_path, task: str, gen: dict, body: str, batch_size: int = 2,
                 name: str = None, pipeline: bool = False) -> str:
     """The det or seg demo config on a small generated set under ``tmp_path``
     (``gen``: generator arguments), with single-process loaders, then
-    ``body``. ``pipeline``: the body defines a ``pipeline`` both loaders use."""
+    ``body``. ``pipeline``: the body defines a ``pipeline`` both loaders use.
+    The det backbone loads :func:`demo_pretrained`."""
     root = str(tmp_path / ('shapes' if task == 'det' else 'scenes')) + '/'
+    if task == 'det':
+        body = f'pretrained = {demo_pretrained()!r}\n' \
+               'model = dict(backbone=dict(init_cfg=dict(checkpoint=pretrained)))\n' + body
     data = f'data_root={root!r}, generate=gen' + (', pipeline=pipeline' if pipeline else '')
     evaluator = (f"val_evaluator = dict(ann_file={root!r} + 'annotations/instances_val.json')\n"
                  'test_evaluator = val_evaluator\n') if task == 'det' else ''

@@ -121,8 +121,17 @@ def test_load_logs_loaded_missing_and_dropped(hf_swiftformer, tmp_path, capsys):
                                       'head.weight', 'head.bias', 'dist_head.weight',
                                       'dist_head.bias'}
     out = capsys.readouterr().out
-    assert 'huggingface format' in out and 'missing in checkpoint' in out
+    assert 'huggingface format), every backbone tensor it holds' in out
+    assert "output norms ['norm0', 'norm3'] (10 tensors)" in out
     assert 'dropped from checkpoint' in out and 'dist_head.weight' in out
+    # a checkpoint short of a backbone tensor: named as missing
+    sd = hf.state_dict()
+    del sd['swiftformer.encoder.network.0.blocks.0.point_wise_conv1.weight']
+    load_pretrained(SwiftFormer('xs', out_indices=(3,)), _save(tmp_path / 'cut.bin', sd),
+                    logger=logger)
+    out = capsys.readouterr().out
+    assert 'missing in checkpoint, left as initialised' in out
+    assert "'stages.0.blocks.0.pwconv1.weight'" in out
 
 
 def test_wrong_variant_names_both_variants(hf_swiftformer, tmp_path):

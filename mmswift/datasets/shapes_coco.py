@@ -23,8 +23,8 @@ CLASSES = ('ellipse', 'triangle', 'rectangle', 'star', 'cross')
 SPLITS = {'train': 0, 'val': 1}
 
 
-def _outline(cls: str, rng: np.random.Generator, cx: float, cy: float,
-             r: float) -> np.ndarray:
+def shape_outline(cls: str, rng: np.random.Generator, cx: float, cy: float,
+                  r: float) -> np.ndarray:
     """Polygon (N x 2) of one object of class ``cls`` around (cx, cy)."""
     aspect = rng.uniform(0.6, 1.0)
     angle = rng.uniform(0, 2 * np.pi)
@@ -69,7 +69,7 @@ def render_image(seed: int, size: int = 256, max_objects: int = 6):
         cls = int(rng.integers(0, len(CLASSES)))
         r = rng.uniform(0.07, 0.22) * size
         cx, cy = rng.uniform(r * 0.6, w - r * 0.6), rng.uniform(r * 0.6, h - r * 0.6)
-        poly = _outline(CLASSES[cls], rng, cx, cy, r)
+        poly = shape_outline(CLASSES[cls], rng, cx, cy, r)
         m = np.zeros((h, w), np.uint8)
         cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
         m = m.astype(bool)

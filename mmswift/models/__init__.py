@@ -1,3 +1,4 @@
 from .backbones import SwiftFormer
+from .classifier import SwiftFormerClassifier
 
-__all__ = ['SwiftFormer']
+__all__ = ['SwiftFormer', 'SwiftFormerClassifier']

@@ -132,6 +132,34 @@ def convert_state_dict(sd: StateDict, fmt: Optional[str] = None
     return out, fmt, dropped
 
 
+def to_official(sd: StateDict) -> Dict[str, StateDict]:
+    """Write a :class:`~mmswift.models.SwiftFormerClassifier` state dict
+    (``backbone.*``, ``head.*``, ``dist_head.*``) in the official release's
+    layout, ``{'model': ...}`` with ``patch_embed.*``, ``network.N.*``,
+    ``norm``, ``head``, ``dist_head``: the renaming of ``official`` read
+    backwards, so that the result loads through every door the official
+    ImageNet checkpoints load through."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith(('head.', 'dist_head.')):
+            out[k] = v
+            continue
+        if not k.startswith('backbone.'):
+            raise CheckpointError(f'to_official: {k} is not a classifier key (expected '
+                                  f'backbone.*, head.* or dist_head.*)')
+        k = k[len('backbone.'):]
+        k = re.sub(r'\.(layer_scale(_[12])?)\.gamma$', r'.\1', k)
+        k = k.replace('.attn.proj.', '.attn.Proj.')
+        k = re.sub(r'^norm3\.', 'norm.', k)  # the classifier's norm on the last stage
+        k = k.replace('stem.', 'patch_embed.', 1) if k.startswith('stem.') else k
+        m = re.match(r'^stages\.(\d+)\.(blocks|downsample)\.(.*)$', k)
+        if m:
+            i, part, rest = int(m.group(1)), m.group(2), m.group(3)
+            k = f'network.{2 * i}.{rest}' if part == 'blocks' else f'network.{2 * i - 1}.{rest}'
+        out[k] = v
+    return {'model': out}
+
+
 def infer_arch(sd: StateDict) -> Tuple[List[int], List[int]]:
     """Read (layers, embed_dims) off an mmswift-keyed state dict."""
     layers, dims = [], []
@@ -220,9 +248,17 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
     missing = [k for k in own if k not in to_load]
     model.load_state_dict(to_load, strict=False)
 
+    held = ('every backbone tensor it holds' if not unexpected else
+            f'{len(to_load)} of the {len(native)} backbone tensors it holds')
     print_log(f'SwiftFormer: loaded {len(to_load)}/{len(own)} tensors from '
-              f'{path} ({fmt} format)', logger=logger)
-    if missing:
+              f'{path} ({fmt} format), {held}', logger=logger)
+    if missing and all(re.match(r'norm\d\.', k) for k in missing):
+        # classification checkpoints end in one ``norm`` (dropped); the
+        # per-stage output norms exist for dense prediction only
+        print_log(f'SwiftFormer: the output norms {sorted({k.split(".")[0] for k in missing})} '
+                  f'({len(missing)} tensors) are not in classification checkpoints; '
+                  f'left as initialised', logger=logger)
+    elif missing:
         print_log(f'SwiftFormer: missing in checkpoint, left as initialised: '
                   f'{missing}', logger=logger)
     if dropped or unexpected:
