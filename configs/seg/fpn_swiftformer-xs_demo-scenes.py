@@ -58,7 +58,9 @@ test_dataloader = val_dataloader
 
 # From scratch in minutes: a higher lr than ADE20K's 2e-4 (which fine-tunes
 # ImageNet weights); the same optimiser and poly decay to 0.
-max_iters = 700  # about 9 minutes here
+# 450 iterations (0.7-0.95 s each here): the whole job -- generation,
+# training, testing -- in 7.5 minutes for mIoU 96.4; 700 gave 96.6 in 13.
+max_iters = 450
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
