@@ -57,7 +57,9 @@ def test_ade20k_config_is_the_papers_recipe_and_builds(variant):
     Compose(cfg.test_dataloader.dataset.pipeline)
 
 
-@pytest.mark.parametrize('variant', VARIANTS)
+# XS (the demo's) in the quick loop, every variant in the full run
+@pytest.mark.parametrize('variant', [v if v == 'xs' else pytest.param(v, marks=pytest.mark.slow)
+                                     for v in VARIANTS])
 def test_one_training_step_per_variant(variant):
     from mmengine.model import revert_sync_batchnorm
     from mmengine.optim import build_optim_wrapper
