@@ -19,6 +19,12 @@ from ..errors import DatasetExistsError
 MARKER = 'GENERATED'
 
 
+def sample_seed(seed: int, split_index: int, i: int) -> int:
+    """The seed of sample ``i`` of a split: distinct across samples, splits
+    and dataset seeds, so no two generated samples repeat one another."""
+    return seed * 1_000_003 + split_index * 100_003 + i
+
+
 @contextmanager
 def atomic_dataset_dir(root: str, meta: dict) -> Iterator[str]:
     """Yield a temporary folder to write into; it becomes ``root`` on success."""

@@ -15,7 +15,7 @@ from typing import Callable, Dict
 
 import numpy as np
 
-from .generated import atomic_dataset_dir, ensure_generated
+from .generated import atomic_dataset_dir, ensure_generated, sample_seed
 from .textures import texture
 
 CLASSES = ('sky', 'water', 'grass', 'sand', 'rock', 'brick')
@@ -144,7 +144,7 @@ def generate_scenes_ade(root: str, num_train: int = 300, num_val: int = 50,
             os.makedirs(osp.join(tmp, 'images', split))
             os.makedirs(osp.join(tmp, 'annotations', split))
             for i in range(num):
-                img, label = render_scene(seed * 1_000_003 + SPLITS[split] * 100_003 + i, size)
+                img, label = render_scene(sample_seed(seed, SPLITS[split], i), size)
                 cv2.imwrite(osp.join(tmp, 'images', split, f'{i:06d}.jpg'), img[..., ::-1],
                             [cv2.IMWRITE_JPEG_QUALITY, 95])
                 cv2.imwrite(osp.join(tmp, 'annotations', split, f'{i:06d}.png'), label)

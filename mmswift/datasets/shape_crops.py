@@ -17,7 +17,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .generated import atomic_dataset_dir, ensure_generated
+from .generated import atomic_dataset_dir, ensure_generated, sample_seed
 from .shapes_coco import CLASSES as SHAPES
 from .shapes_coco import shape_outline
 from .textures import background, texture
@@ -59,7 +59,7 @@ def _write_split(root: str, split: str, num: int, size: int, seed: int) -> None:
         os.makedirs(osp.join(root, split, name), exist_ok=True)
     lines = []
     for i in range(num):
-        img, label = render_crop(seed * 1_000_003 + SPLITS[split] * 100_003 + i, size)
+        img, label = render_crop(sample_seed(seed, SPLITS[split], i), size)
         path = f'{split}/{CLASSES[label]}/{i:06d}.png'
         cv2.imwrite(osp.join(root, path), img[..., ::-1])
         lines.append(f'{path} {label}\n')

@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .generated import atomic_dataset_dir, ensure_generated
+from .generated import atomic_dataset_dir, ensure_generated, sample_seed
 from .textures import background, texture
 
 CLASSES = ('ellipse', 'triangle', 'rectangle', 'star', 'cross')
@@ -89,7 +89,7 @@ def _write_split(root: str, split: str, num: int, size: int, seed: int) -> None:
     os.makedirs(osp.join(root, split), exist_ok=True)
     images, anns = [], []
     for i in range(num):
-        img, instances = render_image(seed * 1_000_003 + SPLITS[split] * 100_003 + i, size)
+        img, instances = render_image(sample_seed(seed, SPLITS[split], i), size)
         name = f'{i:06d}.png'
         cv2.imwrite(osp.join(root, split, name), img[..., ::-1])
         images.append(dict(id=i + 1, file_name=name, height=size, width=size))
