@@ -160,3 +160,20 @@ def test_gallery_panels_share_one_width_and_fit_their_titles():
     # the image keeps its aspect inside the cell: white bands beside the tall one
     assert (panels[0][28:, :20] == 255).all() and (panels[0][28:, 55] == 0).all()
     assert (panels[1][28:40] == 255).all()
+
+
+@pytest.mark.slow
+def test_det_and_seg_extractors_share_one_process():
+    """tools/make_gallery.py builds a detector and a segmentor in one process:
+    each runs its own test pipeline, whichever was initialised last, and
+    gives stage-one maps of the image's aspect."""
+    from mmswift.visualization import build_feature_extractor
+    det = build_feature_extractor(os.path.join(REPO, 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py'))
+    seg = build_feature_extractor(os.path.join(REPO, 'configs/seg/fpn_swiftformer-xs_demo-scenes.py'))
+    rgb = np.random.default_rng(0).integers(0, 256, (96, 160, 3), dtype=np.uint8)
+    outputs = [extractor(rgb) for extractor in (det, seg, det)]
+    for feats, strides in outputs:
+        assert strides == [4, 8, 16, 32]
+        h, w = feats[0].shape[-2:]
+        assert abs(h / w - 96 / 160) < 0.05, (h, w)
+    assert torch.equal(outputs[0][0][0], outputs[2][0][0])

@@ -40,14 +40,23 @@ class FeatureExtractor:
             x = ((x - mean) / std)[None].to(next(self.model.parameters()).device)
             self.model(x)
             return x.shape[-1], rgb.shape[:2]
+        from mmengine.registry import DefaultScope
         bgr = rgb[..., ::-1].copy()
-        if self.model.cfg.get('default_scope') == 'mmseg':
-            from mmseg.apis import inference_model
-            result = inference_model(self.model, bgr)
-        else:
-            from mmdet.apis import inference_detector
-            result = inference_detector(self.model, bgr)
-        return result.batch_input_shape[1], result.img_shape
+        scope = self.model.cfg.get('default_scope', 'mmdet')
+        # the test pipeline is built at each call, in the current scope: the
+        # scope of whichever model was initialised last (mmseg's
+        # LoadAnnotations does not take mmdet's with_bbox), so this model's
+        with DefaultScope.overwrite_default_scope(scope):
+            if scope == 'mmseg':
+                from mmseg.apis import inference_model
+                result = inference_model(self.model, bgr)
+            else:
+                from mmdet.apis import inference_detector
+                result = inference_detector(self.model, bgr)
+        # mmdet records the padded batch shape; mmseg, which pads only for a
+        # test_cfg size, the pad shape
+        meta = result.metainfo
+        return meta.get('batch_input_shape', meta.get('pad_shape'))[1], result.img_shape
 
     @torch.no_grad()
     def __call__(self, rgb: np.ndarray, after_neck: bool = False
