@@ -1,7 +1,7 @@
 """The README's gallery: stage-one features of real photographs.
 
-    python tools/make_gallery.py --det-checkpoint work_dirs/demo-det/epoch_6.pth \
-        --seg-checkpoint work_dirs/demo-seg/iter_800.pth --out docs/figures/gallery_stage1.png
+    python tools/make_gallery.py --det-checkpoint work_dirs/demo-det/epoch_4.pth \
+        --seg-checkpoint work_dirs/demo-seg/iter_450.pth --out docs/figures/gallery_stage1.png
 
 Rows are scikit-image's sample photographs (shipped inside its wheel: the
 astronaut, the cat, coffee cups, a rocket and a motorcycle); columns are the
