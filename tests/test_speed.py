@@ -1,19 +1,105 @@
 """Deploy form, channels_last, ONNX export and the benchmark tool."""
 import json
+from contextlib import contextmanager
+from unittest import mock
 
 import pytest
 import torch
 
+import mmswift.models.layers.blocked_mlp as blocked_mlp
 from mmswift.models import SwiftFormer
 
 from .conftest import randomize_, run_py
 
 
+@contextmanager
+def plain_mlps():
+    """Every MLP as the reference computes it: 1x1 convs, GELU, residual
+    (what CUDA, autocast and tracing get), not the CPU token-row forms."""
+    with mock.patch.object(blocked_mlp, 'eager_full_precision', lambda x: False):
+        yield
+
+
 def plain_forward(model, x):
     """The eval-mode output computed with plain differentiable ops: autograd
     on the input rules out the in-place inference kernels."""
-    with torch.enable_grad():
+    with torch.enable_grad(), plain_mlps():
         return [o.detach() for o in model(x.clone().requires_grad_(True))]
+
+
+def training_step(model, x, seed=0):
+    """Features and every gradient (input's first) of one training-mode
+    forward and backward of a random projection of the features."""
+    model.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    outs = model(x)
+    g = torch.Generator().manual_seed(seed)
+    # a random projection: the sum of a train-mode BN's output has no gradient
+    sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs).backward()
+    return [o.detach() for o in outs], [x.grad] + [p.grad for p in model.parameters()]
+
+
+# the two larger variants (4 s of the 6) in the slow tier
+@pytest.mark.parametrize('arch', ['xs', 's', pytest.param('l1', marks=pytest.mark.slow),
+                                  pytest.param('l3', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('blocked_from', [0, float('inf')], ids=['blocked', 'token-rows'])
+def test_cpu_training_forms_equal_plain_ops(arch, blocked_from, monkeypatch):
+    """A training step through the CPU token-row MLPs (blocked with
+    recomputation, or plain GEMMs) gives the features and every gradient of
+    the reference's 1x1 convs: odd size, batch 2, several row blocks.
+
+    In float64, so that the comparison is tight: in float32 some gradients
+    (``w_g``'s, through the normalised scores) cancel to 1e-4 relative by
+    rounding alone. Frozen BN statistics, so that no gradient is zero in
+    exact arithmetic (a conv bias in front of a train-mode BN)."""
+    model = randomize_(SwiftFormer(arch, norm_eval=True), seed=3).double().train()
+    x = torch.randn(2, 3, 67, 93, dtype=torch.float64)
+    with plain_mlps():
+        expected_out, expected_grads = training_step(model, x)
+    monkeypatch.setattr(blocked_mlp, 'TRAINING_MIN_HIDDEN_BYTES', blocked_from)
+    monkeypatch.setattr(blocked_mlp, 'CPU_ROWS_PER_BLOCK', 256)  # 7 blocks at stage one, the last ragged
+    out, grads = training_step(model, x)
+    assert all(o.is_contiguous() for o in out)  # NCHW in, NCHW out
+    assert max_rel(expected_out, out) < 1e-10
+    assert len(grads) == len(expected_grads) and all(g is not None for g in grads)
+    assert max_rel(expected_grads, grads) < 1e-10
+
+
+def test_blocked_mlp_gradients_are_exact(monkeypatch):
+    """The hand-written backward against finite differences (float64)."""
+    monkeypatch.setattr(blocked_mlp, 'CPU_ROWS_PER_BLOCK', 8)
+    g = torch.Generator().manual_seed(0)
+    n, cin, hidden, cout = 21, 5, 11, 6  # three blocks, the last one short
+    shapes = [(n, cin), (n, cout), (hidden, cin), (hidden,), (cout, hidden), (cout,), (cout,)]
+    args = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
+    assert torch.autograd.gradcheck(blocked_mlp.BlockedMlpResidual.apply, args)
+
+
+def test_cpu_training_takes_the_blocked_mlp_where_it_pays(monkeypatch):
+    # the policy, at Mask R-CNN's 800x1344: stage one blocked, the rest not
+    use = blocked_mlp.use_blocked_training
+    assert use(torch.empty(1, 48, 200, 336), 192)
+    assert not use(torch.empty(1, 384, 25, 42), 1536)
+    assert not use(torch.empty(1, 48, 200, 336), 48)
+    calls = []
+    real = blocked_mlp.BlockedMlpResidual.apply
+    monkeypatch.setattr(blocked_mlp.BlockedMlpResidual, 'apply',
+                        lambda *a: calls.append(a[0].shape) or real(*a))
+    model = SwiftFormer('xs').train()
+    x = torch.randn(1, 3, 64, 64)
+    sum(o.mean() for o in model(x)).backward()
+    assert calls == []  # small maps: the token-row GEMMs are faster
+    monkeypatch.setattr(blocked_mlp, 'TRAINING_MIN_HIDDEN_BYTES', 0)
+    sum(o.mean() for o in model(x)).backward()
+    # every expanding MLP: one per ConvEncoder and per SwiftFormer block,
+    # not the 1:1 local representations
+    assert len(calls) == sum(model.layers)
+    calls.clear()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model(x)
+    with torch.no_grad():
+        model(x)
+    assert calls == []
 
 
 def max_rel(a, b):

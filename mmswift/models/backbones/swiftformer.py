@@ -45,7 +45,7 @@ class ConvEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(self.dwconv(x))
-        if not self.training:  # drop path is the identity: one fused MLP
+        if not self.training or isinstance(self.drop_path, nn.Identity):  # one fused MLP
             return mlp_residual(y, self.pwconv1, self.pwconv2, residual=x, scale=_gamma(self.layer_scale))
         y = self.pwconv2(self.act(self.pwconv1(y)))
         return x + self.drop_path(self.layer_scale(y))
@@ -88,7 +88,7 @@ class ConvMlp(nn.Module):
 
     def forward_residual(self, x: torch.Tensor,
                          gamma: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``x + gamma * mlp(x)`` at inference (dropout is the identity)."""
+        """``x + gamma * mlp(x)`` where dropout is the identity (inference, or p=0)."""
         return mlp_residual(self.norm1(x), self.fc1, self.fc2, residual=x, scale=gamma)
 
     @torch.no_grad()
@@ -123,6 +123,8 @@ class SwiftFormerBlock(nn.Module):
             x = self.attn.forward_residual(x, _gamma(self.layer_scale_1))
             return self.linear.forward_residual(x, _gamma(self.layer_scale_2))
         x = x + self.drop_path(self.layer_scale_1(self.attn(x)))
+        if isinstance(self.drop_path, nn.Identity) and self.linear.drop.p == 0:
+            return self.linear.forward_residual(x, _gamma(self.layer_scale_2))
         return x + self.drop_path(self.layer_scale_2(self.linear(x)))
 
     @torch.no_grad()
@@ -372,11 +374,12 @@ class SwiftFormer(BaseModule):
 
     # ------------------------------------------------------------------ #
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        # At inference the blocks work on channels_last token rows; the
-        # features go back in the caller's layout, because some consumers
-        # (mmcv's CPU RoIAlign) index NCHW memory directly.
+        # The blocks work on channels_last token rows at inference, and on
+        # CPU in training too (see layers/blocked_mlp.py); the features go
+        # back in the caller's layout, because some consumers (mmcv's CPU
+        # RoIAlign) index NCHW memory directly.
         out_format = torch.contiguous_format
-        if not self.training:
+        if not self.training or x.device.type == 'cpu':
             if x.is_contiguous(memory_format=torch.channels_last):
                 out_format = torch.channels_last
             x = x.contiguous(memory_format=torch.channels_last)
