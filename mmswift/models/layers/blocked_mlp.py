@@ -57,14 +57,9 @@ class BlockedMlpResidual(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, res: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
                 w2: torch.Tensor, b2: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
-        w2s, b2s = w2 * gamma[:, None], b2 * gamma
-        w1t, w2st = w1.t(), w2s.t()
         out = torch.empty_like(res)
-        for i in range(0, x.shape[0], CPU_ROWS_PER_BLOCK):
-            rows = slice(i, i + CPU_ROWS_PER_BLOCK)
-            h = torch.addmm(b1, x[rows], w1t)
-            torch.ops.aten.gelu_(h)
-            torch.addmm(res[rows], h, w2st, out=out[rows]).add_(b2s)
+        _blocked_forward(x, res, w1.t(), b1, (w2 * gamma[:, None]).t(), b2 * gamma, out,
+                         CPU_ROWS_PER_BLOCK)
         ctx.save_for_backward(x, w1, b1, w2, b2, gamma)
         return out
 
@@ -128,20 +123,23 @@ def _inference(x: torch.Tensor, fc1: nn.Conv2d, fc2: nn.Conv2d, residual: torch.
                scale: Optional[torch.Tensor]) -> torch.Tensor:
     hidden, cin = fc1.weight.shape[:2]
     cout = fc2.weight.shape[0]
-    w1 = fc1.weight.view(hidden, cin).t()
     w2, b2 = fc2.weight.view(cout, hidden).t(), fc2.bias
     if scale is not None:
         w2, b2 = w2 * scale.reshape(1, -1), b2 * scale.reshape(-1)
     x, rows = token_rows(x)
     residual, res_rows = token_rows(residual)
     out = torch.empty_like(residual)
-    out_rows = out.permute(0, 2, 3, 1).view(-1, cout)
-    n = rows.shape[0]
-    step = CPU_ROWS_PER_BLOCK if x.device.type == 'cpu' else n
-    for i in range(0, n, step):
-        h = torch.addmm(fc1.bias, rows[i:i + step], w1)
-        torch.ops.aten.gelu_(h)
-        o = out_rows[i:i + step]
-        torch.addmm(res_rows[i:i + step], h, w2, out=o)
-        o.add_(b2)
+    step = CPU_ROWS_PER_BLOCK if x.device.type == 'cpu' else rows.shape[0]
+    _blocked_forward(rows, res_rows, fc1.weight.view(hidden, cin).t(), fc1.bias, w2, b2,
+                     out.permute(0, 2, 3, 1).view(-1, cout), step)
     return out
+
+
+def _blocked_forward(rows: torch.Tensor, res_rows: torch.Tensor, w1t: torch.Tensor,
+                     b1: torch.Tensor, w2t: torch.Tensor, b2: torch.Tensor,
+                     out_rows: torch.Tensor, step: int) -> None:
+    """``out_rows = res_rows + gelu(rows w1t + b1) w2t + b2``, ``step`` rows at a time."""
+    for i in range(0, rows.shape[0], step):
+        h = torch.addmm(b1, rows[i:i + step], w1t)
+        torch.ops.aten.gelu_(h)
+        torch.addmm(res_rows[i:i + step], h, w2t, out=out_rows[i:i + step]).add_(b2)
