@@ -289,5 +289,8 @@ def test_compare_defaults_hold_the_peers_and_no_emulated_amp_on_cpu():
     assert {'ref-l1', 'l1:deploy', 'resnet18', 'efficientformer-l1', 'poolformer-s12'} <= set(cpu)
     assert not any(e.endswith(':amp') for e in cpu)
     assert any(e.endswith(':amp') for e in defaults('det', False, 'fp32', 'cuda'))
+    # on CPU also R50 with the RoI extractor of mmswift's det configs
+    assert defaults('det', True, 'fp32', 'cpu')[:2] == ['maskrcnn-r50::fp32', 'maskrcnn-r50-fastroi::fp32']
+    assert 'maskrcnn-r50-fastroi::fp32' not in defaults('det', True, 'fp32', 'cuda')
     assert defaults('seg', True, 'amp', 'cuda') == ['fpn-r50::amp', 'fpn-r18::amp', 'fpn-l1::amp',
                                                     'fpn-l1:deploy:amp']

@@ -3,7 +3,7 @@
     # backbones at 800x1344 (detection), interleaved, ratios to the reference
     python tools/benchmark.py --compare --task det
     python tools/benchmark.py --compare --task seg              # 512x512
-    python tools/benchmark.py --compare --task det --model-level   # Mask R-CNN L1 vs R50
+    python tools/benchmark.py --compare --task det --model-level   # Mask R-CNN L1 vs R50, R18
     # any entries, positional: a backbone arch (and form), a peer, a whole det/seg config
     python tools/benchmark.py l1:deploy:amp --input 512 512 --runs 20
     python tools/benchmark.py configs/det/mask-rcnn_swiftformer-l1_fpn_1x_coco.py
@@ -30,6 +30,8 @@ def default_entries(task: str, model_level: bool, precision: str, device: str) -
     if model_level:
         names = (['maskrcnn-r50', 'maskrcnn-r18', 'maskrcnn-l1', 'maskrcnn-l1:deploy'] if task == 'det'
                  else ['fpn-r50', 'fpn-r18', 'fpn-l1', 'fpn-l1:deploy'])
+        if task == 'det' and device == 'cpu':  # R50 with mmswift's CPU RoIAlign, as L1 has
+            names.insert(1, 'maskrcnn-r50-fastroi')
         return [f'{n}:{precision}' if ':' in n else f'{n}::{precision}' for n in names]
     entries = ['ref-l1', 'l1', 'l1:deploy', 'resnet18', 'resnet50', 'efficientformer-l1',
                'poolformer-s12', 'xs:deploy', 's:deploy', 'l3:deploy']

@@ -8,7 +8,10 @@ _base_ = [
     '../_base_/robust_training.py',
 ]
 
-custom_imports = dict(imports=['mmswift'], allow_failed_imports=False)
+# mmswift.models.roi_extractor: mmdet's RoI extractor with a RoIAlign that is
+# 5-10x faster on CPU (same results; CUDA runs mmcv's op)
+custom_imports = dict(imports=['mmswift', 'mmswift.models.roi_extractor'],
+                      allow_failed_imports=False)
 
 variant = 'l1'
 model = dict(
@@ -20,7 +23,10 @@ model = dict(
         drop_path_rate=0.0,
         init_cfg=dict(type='Pretrained',
                       checkpoint=f'checkpoints/swiftformer_{variant}.pth')),
-    neck=dict(in_channels=[48, 96, 192, 384]))
+    neck=dict(in_channels=[48, 96, 192, 384]),
+    roi_head=dict(
+        bbox_roi_extractor=dict(type='mmswift.SingleRoIExtractor'),
+        mask_roi_extractor=dict(type='mmswift.SingleRoIExtractor')))
 
 optim_wrapper = dict(
     _delete_=True,

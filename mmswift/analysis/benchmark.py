@@ -141,8 +141,14 @@ def _swiftformer_like_reference(arch: str) -> nn.Module:
 
 _RESNET18_NECK = dict(model=dict(backbone=dict(depth=18),
                                   neck=dict(in_channels=[64, 128, 256, 512])))
+# mmswift's det configs extract RoIs with mmswift.SingleRoIExtractor (a fast
+# CPU RoIAlign); R50 with the same heads, to compare backbones alone
+_MMSWIFT_ROI = dict(model=dict(roi_head=dict(
+    bbox_roi_extractor=dict(type='mmswift.SingleRoIExtractor'),
+    mask_roi_extractor=dict(type='mmswift.SingleRoIExtractor'))))
 WHOLE_MODELS = {
     'maskrcnn-r50': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    'maskrcnn-r50-fastroi': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', _MMSWIFT_ROI),
     'fpn-r50': 'mmseg::sem_fpn/fpn_r50_4xb4-160k_ade20k-512x512.py',
     # mmdet/mmseg ship no R18 Mask R-CNN / Semantic FPN config: R50's with depth 18
     'maskrcnn-r18': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', _RESNET18_NECK),
@@ -164,6 +170,7 @@ def _config_path(path: str) -> str:
 def _whole_model(config, hw: Tuple[int, int]):
     """A detector or segmentor from a config (or ``(config, overrides)``),
     with random weights, and a data sample."""
+    import mmswift.models.roi_extractor  # noqa: F401  (registers it, for _MMSWIFT_ROI)
     from mmswift.apis import init_model
     config, overrides = config if isinstance(config, tuple) else (config, None)
     model = init_model(_config_path(config), cfg_options=overrides)
@@ -518,14 +525,15 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
 
 
 def format_table(report: Dict[str, object]) -> str:
-    head = (f'{"entry":<24}{"params(M)":>10}{"median(s)":>11}{"p90(s)":>9}'
+    width = max([24] + [len(r['entry']) + 2 for r in report['results']])
+    head = (f'{"entry":<{width}}{"params(M)":>10}{"median(s)":>11}{"p90(s)":>9}'
             f'{"img/s":>8}{"mem(MB)":>9}{"ratio":>8}')
     lines = [f'# {report.get("measured", "inference")}; {report["machine"]}; device {report["device"]}; input '
              f'{report["input_hw"][0]}x{report["input_hw"][1]}, batch {report["batch"]}; '
              f'median of {report["runs"]} interleaved runs after {report["warmup"]} warm-up',
              head, '-' * len(head)]
     for r in report['results']:
-        lines.append(f'{r["entry"]:<24}{r["params_m"]:>10.2f}{r["median_s"]:>11.4f}'
+        lines.append(f'{r["entry"]:<{width}}{r["params_m"]:>10.2f}{r["median_s"]:>11.4f}'
                      f'{r["p90_s"]:>9.4f}{r["throughput_img_s"]:>8.2f}{r["peak_mem_mb"]:>9.0f}'
                      f'{r["ratio"]:>7.2f}x')
         if r.get('flops_g') is not None:
