@@ -178,17 +178,38 @@ def test_outputs_keep_the_callers_memory_format():
     assert all(o.is_contiguous(memory_format=torch.channels_last) for o in cl)
 
 
+@pytest.mark.parametrize('training', [True, False])
+def test_out_channels_last_emits_the_same_features_in_channels_last(training):
+    model = randomize_(SwiftFormer('xs', out_channels_last=True), seed=4).train(training)
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        got = model(x)
+        model.out_channels_last = False
+        expected = model(x)
+    assert all(o.is_contiguous(memory_format=torch.channels_last) and o.shape[1] > 1 for o in got)
+    assert all(o.is_contiguous() for o in expected)
+    assert max_rel(expected, got) == 0
+
+
 @pytest.mark.parametrize('config', ['configs/det/mask-rcnn_swiftformer-xs_fpn_1x_coco.py',
                                     'configs/seg/fpn_swiftformer-xs_8xb4-40k_ade20k-512x512.py'])
-def test_whole_model_outputs_unchanged_by_deploy_form(config):
+def test_whole_model_outputs_unchanged_by_the_fast_forms(config):
     """Mask R-CNN's RPN/RoI head outputs and Semantic FPN's logits are the
-    same with the plain training form and with the deploy form."""
+    same from the plain training form with NCHW features and mmcv's RoIAlign
+    as from what the configs run at inference on CPU: the deploy form,
+    channels_last features and mmswift's RoIAlign."""
+    from mmcv.ops import RoIAlign as MMCVRoIAlign
+
     from mmswift.analysis.benchmark import _whole_model
+    from mmswift.models.roi_extractor import RoIAlign
     torch.manual_seed(0)
     model, sample = _whole_model(config, (160, 224))
+    assert model.backbone.out_channels_last
     randomize_(model.backbone, seed=2)
     x = torch.randn(1, 3, 160, 224)
+    model.backbone.out_channels_last = False
     plain = plain_forward(model.backbone, x)  # as the training form computes them
+    assert all(o.is_contiguous() for o in plain)
 
     def heads(feats, proposals=None):
         if not hasattr(model, 'rpn_head'):  # Semantic FPN: the logits
@@ -198,14 +219,18 @@ def test_whole_model_outputs_unchanged_by_deploy_form(config):
         return [*model.rpn_head(feats)[0], *model.rpn_head(feats)[1],
                 *model.roi_head.forward(feats, proposals)]
 
-    with torch.no_grad():
+    with torch.no_grad(), mock.patch.object(RoIAlign, 'forward', MMCVRoIAlign.forward):
         proposals = None
         if hasattr(model, 'rpn_head'):
             proposals = model.rpn_head.predict(model.neck(tuple(plain)), [sample], rescale=False)
             proposals[0] = proposals[0][:50]
         expected = heads(tuple(plain), proposals)
+    with torch.no_grad():
+        model.backbone.out_channels_last = True
         model.backbone.switch_to_deploy()
-        got = heads(model.backbone(x), proposals)
+        feats = model.backbone(x)
+        assert all(f.is_contiguous(memory_format=torch.channels_last) for f in feats)
+        got = heads(feats, proposals)
     leaves = torch.utils._pytree.tree_leaves
     e = [t for t in leaves(expected) if isinstance(t, torch.Tensor)]
     g = [t for t in leaves(got) if isinstance(t, torch.Tensor)]
@@ -280,6 +305,18 @@ def test_benchmark_tool_whole_models(tmp_path, extra):
     assert rows['maskrcnn-xs']['params_m'] > rows['fpn-xs']['params_m'] > 3
     assert all(r['median_s'] > 0 for r in rows.values())
     assert 'KaimingInit' not in proc.stdout + proc.stderr  # init_weights stays quiet
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', ['configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py',
+                                    'configs/seg/fpn_swiftformer-xs_demo-scenes.py'])
+def test_train_step_benchmark_labels_fit_the_models_classes(config):
+    """The synthetic batch of --train-step has labels the model can predict
+    (the demo configs have 5 and 6 classes, not COCO's 80 or ADE20K's 150)."""
+    from mmswift.analysis.benchmark import Entry, build_entry
+    built = build_entry(Entry.parse(config), (64, 96), 1, 'cpu', train_step=True)
+    losses = built.call()
+    assert all(torch.isfinite(v).all() for k, v in losses.items() if 'loss' in k)
 
 
 def test_compare_defaults_hold_the_peers_and_no_emulated_amp_on_cpu():

@@ -202,15 +202,24 @@ def demo_seg_inputs(image_shapes: Sequence[Tuple[int, int]], num_classes: int = 
     return dict(inputs=inputs, data_samples=samples)
 
 
-def synthetic_train_batch(sample, hw: Tuple[int, int], batch: int) -> dict:
+def synthetic_train_batch(sample, hw: Tuple[int, int], batch: int,
+                          num_classes: Optional[int] = None) -> dict:
     """A batch with ground truth for ``train_step``, of the kind ``sample`` is:
-    mmdet's ``demo_mm_inputs`` (boxes and masks) or :func:`demo_seg_inputs`."""
+    mmdet's ``demo_mm_inputs`` (boxes and masks) or :func:`demo_seg_inputs`,
+    with labels below ``num_classes`` (default COCO's 80, ADE20K's 150)."""
     h, w = hw
     if type(sample).__name__ == 'DetDataSample':
         from mmdet.testing import demo_mm_inputs
         return demo_mm_inputs(batch_size=batch, image_shapes=(3, h, w), num_items=[8] * batch,
-                              num_classes=80, with_mask=True)
-    return demo_seg_inputs([hw] * batch)
+                              num_classes=num_classes or 80, with_mask=True)
+    return demo_seg_inputs([hw] * batch, num_classes=num_classes or 150)
+
+
+def _num_classes(model: nn.Module) -> Optional[int]:
+    """The classes a detector's box head or a segmentor's decode head predicts."""
+    roi_head = getattr(model, 'roi_head', None)
+    head = roi_head.bbox_head if roi_head is not None else getattr(model, 'decode_head', None)
+    return getattr(head, 'num_classes', None)
 
 
 class _HiddenStates(nn.Module):
@@ -356,7 +365,7 @@ def build_entry(entry: Entry, hw: Tuple[int, int], batch: int, device: str,
             optim_cfg.update(type='AmpOptimWrapper', dtype='bfloat16' if device == 'cpu' else None)
         module.train()
         optim = build_optim_wrapper(module, optim_cfg)
-        data = synthetic_train_batch(sample, hw, batch)
+        data = synthetic_train_batch(sample, hw, batch, _num_classes(module))
 
         def call():
             return module.train_step(data, optim)

@@ -99,7 +99,8 @@ class RoIAlign(MMCVRoIAlign):
         if (input.device.type != 'cpu' or self.pool_mode != 'avg' or self.use_torchvision
                 or input.dtype not in (torch.float32, torch.float64)
                 or torch.jit.is_tracing() or torch.jit.is_scripting()):
-            return super().forward(input, rois)
+            # mmcv's kernels index NCHW memory whatever the strides say
+            return super().forward(input.contiguous(), rois)
         return roi_align_rows(input, rois.to(input.dtype), self.output_size, self.spatial_scale,
                               self.sampling_ratio, self.aligned)
 

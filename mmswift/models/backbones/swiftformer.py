@@ -218,6 +218,13 @@ class SwiftFormer(BaseModule):
         out_indices: stages to emit (0..3, negative allowed).
         out_norm_cfg: norm applied to each emitted stage (the official
             feature branch used BN); ``None`` emits the raw stage outputs.
+        out_channels_last: on CPU, emit the features in channels_last
+            memory (the blocks' own layout there), so that the neck and heads
+            convolve in it too: Mask R-CNN-L1 predict 7 % and Semantic FPN-L1
+            14 % faster. Only for consumers that respect strides: mmcv's CPU
+            RoIAlign reads NCHW memory and returns wrong values, so mmswift's
+            det configs also take ``mmswift.SingleRoIExtractor``. Off: the
+            features come back in the input's layout.
         frozen_stages: -1 freezes nothing, 0 the stem, ``k`` the stem and
             stages ``< k`` together with their output norms.
         norm_eval: keep every BN in eval mode while training (frozen stats).
@@ -251,6 +258,7 @@ class SwiftFormer(BaseModule):
                  in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  out_norm_cfg: Optional[dict] = dict(type='BN'),
+                 out_channels_last: bool = False,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  mlp_ratio: float = 4.0,
@@ -277,6 +285,7 @@ class SwiftFormer(BaseModule):
                              f'one of {ATTN_NORMS}')
         self.attn_norm = attn_norm
         self.out_indices = self._parse_out_indices(out_indices)
+        self.out_channels_last = out_channels_last
         if not -1 <= frozen_stages <= self.num_stages:
             raise ConfigError(f'SwiftFormer: frozen_stages={frozen_stages} must '
                              f'be in [-1, {self.num_stages}]')
@@ -376,11 +385,13 @@ class SwiftFormer(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         # The blocks work on channels_last token rows at inference, and on
         # CPU in training too (see layers/blocked_mlp.py); the features go
-        # back in the caller's layout, because some consumers (mmcv's CPU
-        # RoIAlign) index NCHW memory directly.
+        # back in the caller's layout unless out_channels_last says
+        # otherwise, because some consumers (mmcv's CPU RoIAlign) index NCHW
+        # memory directly.
         out_format = torch.contiguous_format
         if not self.training or x.device.type == 'cpu':
-            if x.is_contiguous(memory_format=torch.channels_last):
+            if x.is_contiguous(memory_format=torch.channels_last) or (
+                    self.out_channels_last and x.device.type == 'cpu'):
                 out_format = torch.channels_last
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
