@@ -13,7 +13,8 @@ image_size = (256, 256)  # COCO: 1333x800
 # (RoIAlign's CPU kernel was a third of the step); 1.3 s with 128-channel
 # FPN and heads (3x3 convs over 256 channels were the rest); 1.3-1.4 s with
 # 96 channels and one RoIAlign sample per bin (1.8 s with 128 and two);
-# 1.16-1.21 s with the backbone's CPU training path (docs/speed.md).
+# 1.16-1.21 s with the backbone's CPU training path (docs/speed.md); 0.90x
+# of that with mmswift's CPU RoIAlign (one interleaved run).
 head_channels = 96  # COCO: 256 (FPN, RPN, RoI extractors, bbox and mask heads)
 # COCO: 0 (adaptive: dense for large RoIs); RoIs here span 9-28 stride-4
 # pixels, so one bilinear sample per 7x7 (14x14 for masks) bin
@@ -93,9 +94,10 @@ test_evaluator = val_evaluator
 # A short schedule: a 5x higher lr than the COCO recipe, for the neck and
 # heads that start from random weights here as there; same optimiser, warm-up
 # (50 iterations; COCO: 500) and step decay. 4 epochs of 100 iterations: with
-# pretraining and testing, 774 s for 0.549 / 0.561 bbox / segm mAP in the
-# README's run (864 s, 0.510 / 0.518 before the CPU training path; 3 epochs,
-# step after 2: 0.456 / 0.442; docs/demo.md).
+# pretraining and testing, 804 s for 0.518 / 0.545 bbox / segm mAP in the
+# README's run (774 s, 0.549 / 0.561 and 837 s, 0.536 / 0.558 in the two runs
+# before; 864 s, 0.510 / 0.518 before the CPU training path; 3 epochs, step
+# after 2: 0.456 / 0.442; docs/demo.md).
 max_epochs = 4
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=1e-4))
