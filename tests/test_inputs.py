@@ -25,7 +25,7 @@ def _stage_size(n: int, stage: int) -> int:
     return n
 
 
-@settings(max_examples=4, deadline=None, derandomize=True)
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(h=st.integers(32, 3000), w=st.integers(32, 3000))
 @example(h=32, w=32)
 @example(h=2000, w=3000)

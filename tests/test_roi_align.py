@@ -49,7 +49,7 @@ def test_roi_align_equals_mmcv(output_size, sampling_ratio, aligned, channels_la
     x2 = feat.contiguous().requires_grad_(True)
     out, ref = ours(x1, rois), theirs(x2, rois)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    # the RoIs outside the image and the empty one give zeros, as in mmcv
+    # the RoIs wholly outside the image give zeros, as in mmcv
     assert ref[-6:-4].abs().max() == 0 and out[-6:-4].abs().max() == 0
     # the gradient reaches the feature map as mmcv's backward spreads it
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
