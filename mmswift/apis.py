@@ -28,7 +28,7 @@ def latest_test_metrics(work_dir: str) -> dict:
     return {}
 
 
-def switch_backbone_to_deploy(model: Any) -> bool:
+def switch_backbone_to_deploy(model: Any, log: bool = True) -> bool:
     """Put ``model`` (a detector/segmentor, possibly wrapped, or a bare
     backbone) in eval mode with its SwiftFormer backbone in the deploy form,
     and log it. Returns whether there was one to switch."""
@@ -41,7 +41,8 @@ def switch_backbone_to_deploy(model: Any) -> bool:
     model.eval()
     if not backbone.deploy:
         backbone.switch_to_deploy()
-        print_log(DEPLOY_MESSAGE, logger='current')
+        if log:
+            print_log(DEPLOY_MESSAGE, logger='current')
     return True
 
 
@@ -76,6 +77,8 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
         from mmdet.apis import DetInferencer
         inferencer = DetInferencer(model=config, weights=checkpoint, device=device,
                                    show_progress=False)
+    from .models.kernels import check_feature_consumers
+    check_feature_consumers(inferencer.model)
     if deploy:
         switch_backbone_to_deploy(inferencer.model)
     return inferencer

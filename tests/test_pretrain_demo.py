@@ -26,14 +26,17 @@ def test_official_layout_is_the_official_release_layout(hf_swiftformer):
     num_classes = reference['head.weight'].shape[0]
     sd = SwiftFormerClassifier('xs', num_classes=num_classes).state_dict()
     ours = to_official(sd)
-    assert list(ours) == ['model']
+    # the release's one entry, and the attention form (which no official
+    # key can hold) in meta, where mmswift's loader reads it
+    assert list(ours) == ['model', 'meta'] and ours['meta'] == {'attn_norm': 'l2'}
     assert set(ours['model']) == set(reference)
     assert all(ours['model'][k].shape == reference[k].shape for k in reference)
     native, fmt, dropped = convert_state_dict(ours['model'])
     assert fmt == 'official'
     assert {k.split('.')[0] for k in dropped} == {'norm', 'head', 'dist_head'}
     backbone = {k[len('backbone.'):]: v for k, v in sd.items()
-                if k.startswith('backbone.') and not k.startswith('backbone.norm3.')}
+                if k.startswith('backbone.') and not k.startswith('backbone.norm3.')
+                and not k.endswith('.attn_norm_code')}
     assert set(native) == set(backbone)
     assert all(torch.equal(native[k], backbone[k]) for k in backbone)
     # the classifier's last-stage norm is the official ``norm``

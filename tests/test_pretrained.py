@@ -54,14 +54,16 @@ def test_parity_with_transformers_through_init_cfg(arch, hf_swiftformer, tmp_pat
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-def test_l2_form_differs_from_the_hf_port(hf_swiftformer, tmp_path):
-    hf = hf_swiftformer('xs')
-    torch.save(hf.state_dict(), tmp_path / 'pytorch_model.bin')
-    model = SwiftFormer('xs', out_norm_cfg=None, attn_norm='l2').eval()
-    load_pretrained(model, str(tmp_path / 'pytorch_model.bin'))
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert not torch.allclose(model(x)[0], _hf_stage_outputs(hf, x)[0], atol=1e-4)
+def test_a_transformers_checkpoint_refuses_the_l2_form(hf_swiftformer, tmp_path):
+    """transformers' port is the softmax form by definition: loading it into
+    the default l2 backbone would compute another function than was trained."""
+    path = _save(tmp_path / 'pytorch_model.bin', hf_swiftformer('xs').state_dict())
+    with pytest.raises(CheckpointError) as e:
+        load_pretrained(SwiftFormer('xs', out_norm_cfg=None), path)
+    assert str(e.value) == (
+        f"checkpoint {path} was trained with attn_norm='softmax' (its layout (huggingface)) but "
+        f"the backbone is built with attn_norm='l2'; set model.backbone.attn_norm='softmax'")
+    load_pretrained(SwiftFormer('xs', out_norm_cfg=None, attn_norm='softmax'), path)
 
 
 @pytest.mark.parametrize('fmt', ['hf_classifier_bin', 'hf_safetensors', 'official', 'timm', 'mmswift'])
@@ -95,7 +97,10 @@ def test_every_format_loads_the_same_weights(fmt, hf_swiftformer, tmp_path):
     model = SwiftFormer('xs', out_norm_cfg=None, attn_norm='softmax').eval()
     report = load_pretrained(model, path)
     assert report['missing'] == []
-    assert len(report['loaded']) == len(model.state_dict())
+    # every tensor but the attention-form buffers, which only mmswift's own files hold
+    assert {k for k in model.state_dict() if k not in report['loaded']} <= \
+        ({f'stages.{i}.blocks.{n - 1}.attn.attn_norm_code' for i, n in enumerate(model.layers)}
+         if fmt != 'mmswift' else set())
     with torch.no_grad():
         for a, b in zip(model(x), expected):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
@@ -113,7 +118,8 @@ def test_load_logs_loaded_missing_and_dropped(hf_swiftformer, tmp_path, capsys):
     hf = hf_swiftformer('xs', classifier=True)
     path = _save(tmp_path / 'cls.bin', hf.state_dict())
     logger = MMLogger.get_instance('test_load_logs', log_level='INFO')
-    model = SwiftFormer('xs', out_indices=(0, 3))  # BN output norms: not in an ImageNet ckpt
+    # BN output norms: not in an ImageNet checkpoint
+    model = SwiftFormer('xs', out_indices=(0, 3), attn_norm='softmax')
     report = load_pretrained(model, path, logger=logger)
     assert sorted(k.split('.')[0] for k in report['missing']) == ['norm0'] * 5 + ['norm3'] * 5
     assert set(report['dropped']) == {'norm.weight', 'norm.bias', 'norm.running_mean',
@@ -127,7 +133,8 @@ def test_load_logs_loaded_missing_and_dropped(hf_swiftformer, tmp_path, capsys):
     # a checkpoint short of a backbone tensor: named as missing
     sd = hf.state_dict()
     del sd['swiftformer.encoder.network.0.blocks.0.point_wise_conv1.weight']
-    load_pretrained(SwiftFormer('xs', out_indices=(3,)), _save(tmp_path / 'cut.bin', sd),
+    load_pretrained(SwiftFormer('xs', out_indices=(3,), attn_norm='softmax'),
+                    _save(tmp_path / 'cut.bin', sd),
                     logger=logger)
     out = capsys.readouterr().out
     assert 'missing in checkpoint, left as initialised' in out
@@ -186,6 +193,9 @@ def test_convert_tool_writes_a_loadable_backbone(hf_swiftformer, tmp_path):
     assert 'SwiftFormer-S' in proc.stdout
     ckpt = torch.load(dst)
     assert ckpt['meta']['arch'] == 's'
+    assert ckpt['meta']['attn_norm'] == 'softmax'  # transformers' port, by definition
+    with pytest.raises(CheckpointError, match="trained with attn_norm='softmax'"):
+        load_pretrained(SwiftFormer('s', out_norm_cfg=None), dst)
     assert not any(k.startswith(('head', 'dist_head', 'norm.')) for k in ckpt['state_dict'])
     model = SwiftFormer('s', out_norm_cfg=None, attn_norm='softmax').eval()
     report = load_pretrained(model, dst)
@@ -199,3 +209,102 @@ def test_convert_tool_writes_a_loadable_backbone(hf_swiftformer, tmp_path):
     assert 'SwiftFormer-S' in wrong.stderr and "arch='l3'" in wrong.stderr
     missing = run_py('tools/convert_checkpoint.py', str(tmp_path / 'missing.pth'), dst)
     assert missing.returncode == 2 and 'missing.pth' in missing.stderr
+
+
+# ------------------------------------------------ a checkpoint's identity
+def _trained(arch='xs', seed=0, **kwargs):
+    from .conftest import randomize_
+    return randomize_(SwiftFormer(arch, **kwargs), seed=seed).eval()
+
+
+@pytest.mark.parametrize('door', ['init_cfg', 'load_state_dict', 'mmengine'])
+def test_the_attention_form_travels_with_the_weights(door, tmp_path):
+    """A softmax-form backbone's weights into an l2 backbone stop with one
+    line naming both forms and the fix, through every door."""
+    from mmengine.runner import load_checkpoint
+    src = _trained(attn_norm='softmax')
+    path = _save(tmp_path / 'detector.pth', {'state_dict': {f'backbone.{k}': v for k, v in
+                                                            src.state_dict().items()}})
+    model = SwiftFormer('xs')
+    with pytest.raises(CheckpointError) as e:
+        if door == 'init_cfg':
+            model.init_cfg = dict(type='Pretrained', checkpoint=path, prefix='backbone.')
+            model.init_weights()
+        elif door == 'load_state_dict':
+            model.load_state_dict(src.state_dict())
+        else:
+            net = torch.nn.Module()
+            net.backbone = model
+            load_checkpoint(net, path, logger='silent')
+    assert "attn_norm='softmax'" in str(e.value) and "attn_norm='l2'" in str(e.value)
+    assert '\n' not in str(e.value)
+    # the same form loads, and a checkpoint that does not record it too
+    SwiftFormer('xs', attn_norm='softmax').load_state_dict(src.state_dict())
+    old = {k: v for k, v in src.state_dict().items() if not k.endswith('attn_norm_code')}
+    SwiftFormer('xs').load_state_dict(old)
+
+
+def test_meta_attn_norm_of_the_convert_tool_is_read(tmp_path):
+    sd = _trained().state_dict()
+    sd = {k: v for k, v in sd.items() if not k.endswith('attn_norm_code')}
+    path = _save(tmp_path / 'conv.pth', {'state_dict': sd, 'meta': {'attn_norm': 'softmax'}})
+    with pytest.raises(CheckpointError, match=r"\(its meta\['attn_norm'\]\)"):
+        load_pretrained(SwiftFormer('xs'), path)
+    load_pretrained(SwiftFormer('xs', attn_norm='softmax'), path)
+
+
+@pytest.mark.parametrize('door', ['init_cfg', 'mmengine'])
+def test_a_folded_state_dict_is_named_as_such(door, tmp_path):
+    """A deploy-form state dict lacks every BatchNorm and layer scale of the
+    blocks; loaded non-strictly it would leave them as initialised."""
+    from mmengine.runner import load_checkpoint
+    folded = _trained().switch_to_deploy().state_dict()
+    path = _save(tmp_path / 'deployed.pth', {f'backbone.{k}': v for k, v in folded.items()})
+    model = SwiftFormer('xs')
+    with pytest.raises(CheckpointError, match='deploy-form \\(folded\\) state dict'):
+        if door == 'init_cfg':
+            model.init_cfg = dict(type='Pretrained', checkpoint=path)
+            model.init_weights()
+        else:
+            net = torch.nn.Module()
+            net.backbone = model
+            load_checkpoint(net, path, logger='silent')
+    # into a deployed backbone it loads, and a training-form one is refused there
+    SwiftFormer('xs').eval().switch_to_deploy().load_state_dict(folded)
+    with pytest.raises(CheckpointError, match='training-form state dict'):
+        SwiftFormer('xs').eval().switch_to_deploy().load_state_dict(_trained().state_dict())
+
+
+def test_official_detection_branch_prefixes_and_ddp_keys(tmp_path):
+    """The official dense-prediction branch names its output norms
+    ``norm0/2/4/6`` (one per network entry with a stage); DDP checkpoints
+    prefix ``module.``; ``init_cfg``'s ``prefix`` picks a sub-model."""
+    from mmswift.models.pretrained import to_official
+    src = _trained(seed=4)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = src(x)
+    official = to_official({f'backbone.{k}': v for k, v in src.state_dict().items()})['model']
+    branch = {}
+    for k, v in official.items():
+        # stage i's output norm is norm{2i} there (to_official writes the
+        # classifier's: norm0-2 and, for the last stage, norm)
+        k = re.sub(r'^norm\.', 'norm3.', k)
+        m = re.match(r'^norm(\d)\.(.*)$', k)
+        branch[f'norm{2 * int(m.group(1))}.{m.group(2)}' if m else k] = v
+    assert {k.split('.')[0] for k in branch if k.startswith('norm')} == \
+        {'norm0', 'norm2', 'norm4', 'norm6'}
+    cases = {'branch': ({'model': branch}, None),
+             'ddp': ({'state_dict': {f'module.backbone.{k}': v
+                                     for k, v in src.state_dict().items()}}, None),
+             'prefix': ({'state_dict': {**{f'teacher.{k}': torch.zeros_like(v)
+                                           for k, v in src.state_dict().items()},
+                                        **{f'student.{k}': v
+                                           for k, v in src.state_dict().items()}}}, 'student.')}
+    for name, (ckpt, prefix) in cases.items():
+        model = SwiftFormer('xs').eval()
+        report = load_pretrained(model, _save(tmp_path / f'{name}.pth', ckpt), prefix=prefix)
+        assert report['missing'] == [], name
+        with torch.no_grad():
+            for a, b in zip(model(x), expected):
+                torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

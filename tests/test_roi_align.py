@@ -93,3 +93,55 @@ def test_det_configs_extract_rois_with_mmswift_roi_align(config):
     layer = model.roi_head.bbox_roi_extractor.roi_layers[0]
     assert layer.spatial_scale == 0.25
     assert layer.sampling_ratio == (1 if 'demo' in config else 0)
+
+
+def test_roi_align_gives_the_boxes_no_gradient_as_mmcv():
+    """mmcv's op does not differentiate in the boxes; a head trained on CPU
+    must not learn through them where it would not on a GPU."""
+    feat, rois = make_case(channels_last=False)
+    for op in (RoIAlign(7, 0.25, 0), MMCVRoIAlign(7, 0.25, 0)):
+        boxes = rois.clone().requires_grad_(True)
+        out = op(feat.clone().requires_grad_(True), boxes)
+        out.sum().backward()
+        assert boxes.grad is None
+
+
+def test_roi_align_refuses_negative_sizes_when_aligned_as_mmcv():
+    feat, _ = make_case(channels_last=False)
+    rois = torch.tensor([[0., 10., 10., 30., 30.], [1., 30., 30., 10., 12.]])
+    with pytest.raises(RuntimeError, match='cannot have non-negative size'):
+        MMCVRoIAlign(7, 0.25, 0, aligned=True)(feat, rois)
+    with pytest.raises(ValueError, match=r'RoI 1 \[30.0, 30.0, 10.0, 12.0\] has a negative'):
+        RoIAlign(7, 0.25, 0, aligned=True)(feat, rois)
+    # not aligned, both clamp such a box to one pixel
+    torch.testing.assert_close(RoIAlign(7, 0.25, 0, aligned=False)(feat, rois),
+                               MMCVRoIAlign(7, 0.25, 0, aligned=False)(feat, rois),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_features_never_reach_mmcvs_roi_align():
+    """The det configs emit NCHW features, which mmdet's stock RoI extractor
+    reads correctly; asking for channels_last features with it is refused
+    when the model is built by the tools and inferencers."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    from mmswift.errors import ConfigError
+    from mmswift.models.kernels import check_feature_consumers
+    cfg = Config.fromfile('configs/det/mask-rcnn_swiftformer-xs_fpn_1x_coco.py')
+    init_default_scope('mmdet')
+    cfg.model.backbone.init_cfg = None
+    assert not cfg.model.backbone.get('out_channels_last', False)
+    stock = dict(type='SingleRoIExtractor')  # mmdet's, as Cascade/HTC configs have it
+    cfg.model.roi_head.bbox_roi_extractor.type = stock['type']
+    cfg.model.roi_head.mask_roi_extractor.type = stock['type']
+    model = MODELS.build(cfg.model)
+    check_feature_consumers(model)  # NCHW features: fine
+    model.backbone.out_channels_last = True
+    with pytest.raises(ConfigError, match=r'backbone has out_channels_last=True but '
+                       r'roi_head.bbox_roi_extractor.roi_layers.0 \(mmcv.ops.roi_align.RoIAlign\)'):
+        check_feature_consumers(model)
+    # mmswift's extractor reads any layout
+    cfg = Config.fromfile('configs/det/mask-rcnn_swiftformer-xs_fpn_1x_coco.py')
+    cfg.model.backbone.update(init_cfg=None, out_channels_last=True)
+    check_feature_consumers(MODELS.build(cfg.model))

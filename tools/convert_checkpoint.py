@@ -19,8 +19,8 @@ import torch
 from mmswift.engine.launch import run_tool
 from mmswift.fileio import read_checkpoint
 from mmswift.models import SwiftFormer
-from mmswift.models.pretrained import (convert_state_dict, describe_arch, extract_state_dict,
-                                       infer_arch, load_pretrained)
+from mmswift.models.pretrained import (LAYOUT_ATTN_NORM, convert_state_dict, describe_arch,
+                                       extract_state_dict, infer_arch, load_pretrained)
 
 
 def parse_args(argv=None):
@@ -30,8 +30,10 @@ def parse_args(argv=None):
     p.add_argument('--arch', help='expected variant (xs, s, l1, l3); checked, '
                    'and inferred from the weights when omitted')
     p.add_argument('--attn-norm', default=None, choices=['l2', 'softmax'],
-                   help="recorded in meta: 'softmax' for checkpoints of the "
-                   'pre-July-2023 code and the HuggingFace port')
+                   help="the attention form the weights were trained with, recorded in the "
+                   "output (meta and the attn_norm_code buffers) and checked when loading: "
+                   "'softmax' for the pre-July-2023 code and the HuggingFace port (its "
+                   "default there), 'l2' (default elsewhere) for the official code since")
     return p.parse_args(argv)
 
 
@@ -48,12 +50,13 @@ def convert(args) -> None:
             arch = name.split('-', 1)[1].lower()
     # keep a detector's/segmentor's output norms when the source has them
     has_out_norms = any(k.startswith('norm') for k in native)
-    model = SwiftFormer(arch, out_norm_cfg=dict(type='BN') if has_out_norms else None)
+    attn_norm = args.attn_norm or LAYOUT_ATTN_NORM.get(fmt, 'l2')
+    model = SwiftFormer(arch, out_norm_cfg=dict(type='BN') if has_out_norms else None,
+                        attn_norm=attn_norm)
     report = load_pretrained(model, args.src, what='SRC')
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     meta = dict(arch=arch, source=osp.basename(args.src), source_format=fmt)
-    if args.attn_norm:
-        meta['attn_norm'] = args.attn_norm
+    meta['attn_norm'] = attn_norm
     torch.save(dict(state_dict=model.state_dict(), meta=meta), args.dst)
     print(f'{args.src} ({fmt}, {describe_arch(model.layers, model.embed_dims, model.arch_settings)}): '
           f'{len(report["loaded"])} tensors written to {args.dst}; dropped '

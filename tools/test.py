@@ -84,6 +84,7 @@ def test(args) -> None:
     from mmswift.apis import check_checkpoint
     from mmswift.engine.datacheck import check_datasets, reuse_checked_datasets
     from mmswift.engine.launch import adapt_to_device, load_config, release_runner
+    from mmswift.models.kernels import check_feature_consumers
 
     cfg = load_config(args.config)
     cfg.launcher = args.launcher
@@ -110,6 +111,7 @@ def test(args) -> None:
 
     # build the runner from config
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    check_feature_consumers(runner.model)
     reuse_checked_datasets(runner, checked)
     runner.test()
     release_runner(runner)

@@ -55,6 +55,7 @@ def train(args) -> None:
     from mmswift.apis import check_checkpoint
     from mmswift.engine.datacheck import check_datasets, reuse_checked_datasets
     from mmswift.engine.launch import adapt_to_device, load_config, release_runner
+    from mmswift.models.kernels import check_feature_consumers
     from mmswift.engine.workdir_claim import WorkDirClaim
     from mmswift.errors import ConfigError
     from mmswift.fileio import find_resumable_checkpoint
@@ -104,6 +105,7 @@ def train(args) -> None:
 
         # build the runner from config
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+        check_feature_consumers(runner.model)
         reuse_checked_datasets(runner, checked)
         runner.train()
         release_runner(runner)

@@ -20,10 +20,8 @@ model = dict(
         type='mmswift.SwiftFormer',
         arch=variant,
         out_indices=(0, 1, 2, 3),
-        # CPU: the neck and heads convolve in channels_last too (7 % faster
-        # predict); safe with mmswift.SingleRoIExtractor below, not with
-        # mmcv's CPU RoIAlign
-        out_channels_last=True,
+        # no out_channels_last here: the features stay NCHW, which every RoI
+        # extractor reads, mmdet's stock one (mmcv's CPU RoIAlign) included
         drop_path_rate=0.0,
         init_cfg=dict(type='Pretrained',
                       checkpoint=f'checkpoints/swiftformer_{variant}.pth')),

@@ -45,6 +45,34 @@ def extract_state_dict(ckpt: dict, path: str) -> StateDict:
     return sd
 
 
+# The attention form each layout was trained with, where the layout says it:
+# transformers' port kept the pre-July-2023 softmax (see EfficientAdditiveAttention).
+LAYOUT_ATTN_NORM = {'huggingface': 'softmax'}
+
+
+def is_folded(keys) -> bool:
+    """Whether an mmswift-keyed state dict is a deploy form: its blocks hold
+    no layer scales (folded into the convolutions, like the BatchNorms)."""
+    blocks = [k for k in keys if k.startswith('stages.') and '.blocks.' in k]
+    return bool(blocks) and not any('layer_scale' in k for k in blocks)
+
+
+def known_attn_norm(ckpt: dict, native: StateDict, fmt: str) -> Optional[Tuple[str, str]]:
+    """``(form, where it is recorded)`` for a checkpoint whose attention form
+    is known: its ``attn_norm_code`` buffers (mmswift), ``meta['attn_norm']``
+    (tools/convert_checkpoint.py), or its layout; None when unknown."""
+    codes = {int(v) for k, v in native.items() if k.endswith('attn.attn_norm_code')}
+    if len(codes) == 1:
+        from .layers import ATTN_NORMS
+        return ATTN_NORMS[codes.pop()], 'its attn_norm_code buffers'
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    if isinstance(meta, dict) and meta.get('attn_norm'):
+        return meta['attn_norm'], "its meta['attn_norm']"
+    if fmt in LAYOUT_ATTN_NORM:
+        return LAYOUT_ATTN_NORM[fmt], f'its layout ({fmt})'
+    return None
+
+
 # ------------------------------------------------------------- renaming
 def detect_format(sd: StateDict) -> Optional[str]:
     keys = list(sd)
@@ -139,8 +167,11 @@ def to_official(sd: StateDict) -> Dict[str, StateDict]:
     ``norm``, ``head``, ``dist_head``: the renaming of ``official`` read
     backwards, so that the result loads through every door the official
     ImageNet checkpoints load through."""
-    out = {}
+    out, forms = {}, set()
     for k, v in sd.items():
+        if k.endswith('.attn_norm_code'):  # not in the official layout: recorded in meta
+            forms.add(int(v))
+            continue
         if k.startswith(('head.', 'dist_head.')):
             out[k] = v
             continue
@@ -157,6 +188,9 @@ def to_official(sd: StateDict) -> Dict[str, StateDict]:
             i, part, rest = int(m.group(1)), m.group(2), m.group(3)
             k = f'network.{2 * i}.{rest}' if part == 'blocks' else f'network.{2 * i - 1}.{rest}'
         out[k] = v
+    if len(forms) == 1:
+        from .layers import ATTN_NORMS
+        return {'model': out, 'meta': {'attn_norm': ATTN_NORMS[forms.pop()]}}
     return {'model': out}
 
 
@@ -226,11 +260,17 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
     variants when the checkpoint is of another SwiftFormer variant.
     """
     logger = logger or MMLogger.get_current_instance()
-    sd = extract_state_dict(read_checkpoint(path, map_location, what=what), path)
+    ckpt = read_checkpoint(path, map_location, what=what)
+    sd = extract_state_dict(ckpt, path)
     if prefix:
         sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
     native, fmt, dropped = convert_state_dict(sd)
     own = model.state_dict()
+    if is_folded(native):
+        raise CheckpointError(
+            f'checkpoint {path} is a deploy-form (folded) state dict: its BatchNorms and layer '
+            f'scales are folded into the convolutions, so it cannot initialise a trainable '
+            f'backbone; use the checkpoint saved before switch_to_deploy()')
 
     mismatch = variant_mismatch(native, model.layers, model.embed_dims, model.arch_settings)
     mismatch = mismatch or next((k for k, v in native.items()
@@ -243,9 +283,17 @@ def load_pretrained(model: nn.Module, path: str, prefix: Optional[str] = None,
             f'but the backbone was built with {asked}; set the backbone arch to match '
             f'the checkpoint, or use a checkpoint of the asked variant')
 
+    form = known_attn_norm(ckpt, native, fmt)
+    if form and form[0] != model.attn_norm:
+        raise CheckpointError(
+            f"checkpoint {path} was trained with attn_norm='{form[0]}' ({form[1]}) but the "
+            f"backbone is built with attn_norm='{model.attn_norm}'; set "
+            f"model.backbone.attn_norm='{form[0]}'")
+
     unexpected = [k for k in native if k not in own]
     to_load = {k: v for k, v in native.items() if k in own}
-    missing = [k for k in own if k not in to_load]
+    # the attention-form buffers of a checkpoint without them stay as built
+    missing = [k for k in own if k not in to_load and not k.endswith('.attn_norm_code')]
     model.load_state_dict(to_load, strict=False)
 
     held = ('every backbone tensor it holds' if not unexpected else

@@ -54,8 +54,9 @@ def roi_align_rows(feat: torch.Tensor, rois: torch.Tensor, output_size: Tuple[in
     (K x 5: batch index, x1, y1, x2, y2), computed as embedding bags.
 
     Returns K x C x ph x pw in channels_last memory; differentiable in
-    ``feat``.
+    ``feat`` only: like mmcv's op, no gradient reaches the boxes.
     """
+    rois = rois.detach()
     n, c, h, w = feat.shape
     ph, pw = output_size
     rows = feat.permute(0, 2, 3, 1).reshape(-1, c).contiguous()
@@ -66,6 +67,11 @@ def roi_align_rows(feat: torch.Tensor, rois: torch.Tensor, output_size: Tuple[in
     roi_w, roi_h = rois[:, 3] * spatial_scale - offset - x1, rois[:, 4] * spatial_scale - offset - y1
     if not aligned:
         roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    elif bool(((roi_w < 0) | (roi_h < 0)).any()):  # as mmcv's kernels refuse them
+        bad = int(((roi_w < 0) | (roi_h < 0)).nonzero()[0])
+        raise ValueError(f'RoIAlign(aligned=True): RoI {bad} {rois[bad, 1:].tolist()} has a '
+                         f'negative width or height (x2 < x1 or y2 < y1); boxes must be '
+                         f'x1, y1, x2, y2 with x2 >= x1 and y2 >= y1')
     bin_h, bin_w = roi_h / ph, roi_w / pw
     if sampling_ratio > 0:
         grid_h = grid_w = torch.full_like(batch, sampling_ratio)

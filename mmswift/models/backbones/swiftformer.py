@@ -11,21 +11,17 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmswift.errors import ConfigError
+from mmswift.errors import CheckpointError, ConfigError
 from mmswift.registry import MODELS
-from ..layers import (ATTN_NORMS, EfficientAdditiveAttention, LayerScale2d,
-                      build_norm, fuse_bn_conv1x1, fuse_conv_bn, mlp_residual,
-                      scale_output)
+from ..kernels import BlockKernels, KernelConfig
+from ..layers import (ATTN_NORMS, EfficientAdditiveAttention, LayerScale2d, build_norm,
+                      foldable, fuse_bn_conv1x1, fuse_conv_bn, scaled_output)
 from ..layers.common import drop_path_or_identity
 from ..pretrained import load_pretrained
-
-
-def _gamma(layer_scale: nn.Module) -> Optional[torch.Tensor]:
-    """A layer scale's factors, or None once folded away (deploy form)."""
-    return getattr(layer_scale, 'gamma', None)
 
 
 class ConvEncoder(nn.Module):
@@ -44,10 +40,7 @@ class ConvEncoder(nn.Module):
         self.deploy = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm(self.dwconv(x))
-        if not self.training or isinstance(self.drop_path, nn.Identity):  # one fused MLP
-            return mlp_residual(y, self.pwconv1, self.pwconv2, residual=x, scale=_gamma(self.layer_scale))
-        y = self.pwconv2(self.act(self.pwconv1(y)))
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x)))))
         return x + self.drop_path(self.layer_scale(y))
 
     @torch.no_grad()
@@ -55,9 +48,9 @@ class ConvEncoder(nn.Module):
         """Fold the BN into the depth-wise conv, the layer scale into pwconv2."""
         if self.deploy:
             return
-        if isinstance(self.norm, _BatchNorm):
+        if foldable(self.norm):
             self.dwconv, self.norm = fuse_conv_bn(self.dwconv, self.norm), nn.Identity()
-        scale_output(self.pwconv2, self.layer_scale.gamma)
+        self.pwconv2 = scaled_output(self.pwconv2, self.layer_scale.gamma)
         self.layer_scale = nn.Identity()
         self.deploy = True
 
@@ -86,17 +79,10 @@ class ConvMlp(nn.Module):
         x = self.drop(self.act(self.fc1(self.norm1(x))))
         return self.drop(self.fc2(x))
 
-    def forward_residual(self, x: torch.Tensor,
-                         gamma: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``x + gamma * mlp(x)`` where dropout is the identity (inference, or p=0)."""
-        return mlp_residual(self.norm1(x), self.fc1, self.fc2, residual=x, scale=gamma)
-
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
         """Fold the BN in front into fc1 (exact: fc1 is 1x1, unpadded)."""
-        if self.deploy:
-            return
-        if isinstance(self.norm1, _BatchNorm):
+        if not self.deploy and foldable(self.norm1):
             self.fc1, self.norm1 = fuse_bn_conv1x1(self.norm1, self.fc1), nn.Identity()
         self.deploy = True
 
@@ -119,22 +105,18 @@ class SwiftFormerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.local_representation(x)
-        if not self.training:  # token-major attention and a fused MLP
-            x = self.attn.forward_residual(x, _gamma(self.layer_scale_1))
-            return self.linear.forward_residual(x, _gamma(self.layer_scale_2))
         x = x + self.drop_path(self.layer_scale_1(self.attn(x)))
-        if isinstance(self.drop_path, nn.Identity) and self.linear.drop.p == 0:
-            return self.linear.forward_residual(x, _gamma(self.layer_scale_2))
         return x + self.drop_path(self.layer_scale_2(self.linear(x)))
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        """Fold both layer scales into the branches, then fold the branches."""
+        """Fold both layer scales into the branches' last layers, then the
+        branches' BatchNorms."""
         if self.deploy:
             return
         self.local_representation.switch_to_deploy()
-        self.attn.switch_to_deploy(self.layer_scale_1.gamma)
-        scale_output(self.linear.fc2, self.layer_scale_2.gamma)
+        self.attn.final = scaled_output(self.attn.final, self.layer_scale_1.gamma)
+        self.linear.fc2 = scaled_output(self.linear.fc2, self.layer_scale_2.gamma)
         self.linear.switch_to_deploy()
         self.layer_scale_1, self.layer_scale_2 = nn.Identity(), nn.Identity()
         self.deploy = True
@@ -155,7 +137,7 @@ class Downsample(nn.Module):
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        if not self.deploy and isinstance(self.norm, _BatchNorm):
+        if not self.deploy and foldable(self.norm):
             self.proj, self.norm = fuse_conv_bn(self.proj, self.norm), nn.Identity()
         self.deploy = True
 
@@ -174,7 +156,7 @@ class Stem(nn.Sequential):
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
         for conv, norm in ((0, 1), (3, 4)):
-            if not self.deploy and isinstance(self[norm], _BatchNorm):
+            if not self.deploy and foldable(self[norm]):
                 self[conv], self[norm] = fuse_conv_bn(self[conv], self[norm]), nn.Identity()
         self.deploy = True
 
@@ -220,11 +202,17 @@ class SwiftFormer(BaseModule):
             feature branch used BN); ``None`` emits the raw stage outputs.
         out_channels_last: on CPU, emit the features in channels_last
             memory (the blocks' own layout there), so that the neck and heads
-            convolve in it too: Mask R-CNN-L1 predict 7 % and Semantic FPN-L1
-            14 % faster. Only for consumers that respect strides: mmcv's CPU
-            RoIAlign reads NCHW memory and returns wrong values, so mmswift's
-            det configs also take ``mmswift.SingleRoIExtractor``. Off: the
-            features come back in the input's layout.
+            convolve in it too (Semantic FPN-L1 14 % faster). Only for
+            consumers that respect strides; mmcv's CPU RoIAlign reads NCHW
+            memory, so a detector whose RoI extractor uses it refuses this
+            (see :func:`check_feature_consumers`). Off: the features come
+            back in the input's layout.
+        kernels: ``'auto'`` (default) runs the blocks' fast CPU and inference
+            forms where they apply, ``'plain'`` each block's own
+            ``forward()``, the reference computation (for debugging, new
+            hardware, or to rule the fast forms out); a dict
+            ``dict(type='auto', rows_per_block=..., blocked_mlp_min_bytes=...)``
+            sets the CPU thresholds. See :mod:`mmswift.models.kernels`.
         frozen_stages: -1 freezes nothing, 0 the stem, ``k`` the stem and
             stages ``< k`` together with their output norms.
         norm_eval: keep every BN in eval mode while training (frozen stats).
@@ -267,6 +255,7 @@ class SwiftFormer(BaseModule):
                  layer_scale_init_value: float = 1e-5,
                  attn_norm: str = 'l2',
                  norm_cfg: dict = dict(type='BN'),
+                 kernels: Union[str, dict] = 'auto',
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  pretrained: Optional[str] = None) -> None:
         if pretrained is not None:  # mmseg's EncoderDecoder passes this
@@ -286,6 +275,7 @@ class SwiftFormer(BaseModule):
         self.attn_norm = attn_norm
         self.out_indices = self._parse_out_indices(out_indices)
         self.out_channels_last = out_channels_last
+        self.kernels = kernels
         if not -1 <= frozen_stages <= self.num_stages:
             raise ConfigError(f'SwiftFormer: frozen_stages={frozen_stages} must '
                              f'be in [-1, {self.num_stages}]')
@@ -319,8 +309,20 @@ class SwiftFormer(BaseModule):
 
         self._init_reference_weights()
         self._freeze_stages()
+        print_log(f'SwiftFormer-{self.arch_name.upper()}: {self.kernels.describe()}',
+                  logger='current')
 
     # ------------------------------------------------------------------ #
+    @property
+    def kernels(self) -> KernelConfig:
+        """How the blocks run (see the ``kernels`` argument); assign
+        ``'plain'``, ``'auto'`` or a dict to change it on a built model."""
+        return self._blocks.cfg
+
+    @kernels.setter
+    def kernels(self, cfg: Union[str, dict, KernelConfig]) -> None:
+        self._blocks = BlockKernels(KernelConfig.build(cfg))
+
     @classmethod
     def _parse_arch(cls, arch: Union[str, dict]) -> Tuple[str, dict]:
         if isinstance(arch, str):
@@ -383,24 +385,39 @@ class SwiftFormer(BaseModule):
 
     # ------------------------------------------------------------------ #
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        # The blocks work on channels_last token rows at inference, and on
-        # CPU in training too (see layers/blocked_mlp.py); the features go
-        # back in the caller's layout unless out_channels_last says
-        # otherwise, because some consumers (mmcv's CPU RoIAlign) index NCHW
-        # memory directly.
-        out_format = torch.contiguous_format
-        if not self.training or x.device.type == 'cpu':
-            if x.is_contiguous(memory_format=torch.channels_last) or (
-                    self.out_channels_last and x.device.type == 'cpu'):
-                out_format = torch.channels_last
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = self.stem(x)
+        # Features come back in the caller's layout (some consumers, mmcv's
+        # CPU RoIAlign, index NCHW memory directly) unless out_channels_last
+        # asks for channels_last on CPU.
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        out_format = (torch.channels_last if channels_last or
+                      (self.out_channels_last and x.device.type == 'cpu')
+                      else torch.contiguous_format)
+        x = self.stem(self._blocks.prepare(x, self.training))
         outs = []
         for i, stage in enumerate(self.stages):
-            x = stage(x)
+            x = self._blocks.stage(stage, x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=out_format))
         return tuple(outs)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        """Refuse a folded state dict for a training-form backbone and the
+        other way round, whatever loads it (mmengine loads non-strictly and
+        would leave every BatchNorm and layer scale as initialised)."""
+        mine = [k for k in state_dict if k.startswith(prefix + 'stages.') and '.blocks.' in k]
+        if mine:
+            folded = not any('layer_scale' in k for k in mine)
+            if folded != self.deploy:
+                have = 'a deploy-form (folded)' if folded else 'a training-form'
+                raise CheckpointError(
+                    f'{prefix}stages.*: the weights are {have} state dict but the backbone is '
+                    f'in its {"deploy" if self.deploy else "training"} form; '
+                    + ('load the checkpoint saved before switch_to_deploy(), or call '
+                       'switch_to_deploy() after loading' if folded else
+                       'load them before switch_to_deploy()'))
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:

@@ -4,6 +4,7 @@ In eval mode a BatchNorm is a per-channel affine map and a layer scale a
 per-channel product, so both can be absorbed by the convolution (or linear
 layer) next to them. The blocks' ``switch_to_deploy()`` use these helpers.
 """
+import copy
 from typing import Tuple
 
 import torch
@@ -49,10 +50,20 @@ def fuse_bn_conv1x1(bn: _BatchNorm, conv: nn.Conv2d) -> nn.Conv2d:
     return fused
 
 
+def foldable(norm: nn.Module) -> bool:
+    """A BatchNorm with running statistics: an affine map in eval mode. One
+    built with ``track_running_stats=False`` normalises by the batch's own
+    statistics at inference too, so it stays a layer of its own."""
+    return isinstance(norm, _BatchNorm) and norm.running_var is not None
+
+
 @torch.no_grad()
-def scale_output(layer: nn.Module, gamma: torch.Tensor) -> None:
-    """Fold a per-output-channel scale into a conv or linear layer, in place."""
+def scaled_output(layer: nn.Module, gamma: torch.Tensor) -> nn.Module:
+    """A copy of a conv or linear layer with its outputs scaled per channel
+    by ``gamma``; new tensors, so nothing that holds the old ones changes."""
+    scaled = copy.deepcopy(layer)
     g = gamma.reshape(-1)
-    layer.weight.mul_(g.reshape(-1, *([1] * (layer.weight.ndim - 1))))
+    scaled.weight.copy_(layer.weight * g.reshape(-1, *([1] * (layer.weight.ndim - 1))))
     if layer.bias is not None:
-        layer.bias.mul_(g)
+        scaled.bias.copy_(layer.bias * g)
+    return scaled
