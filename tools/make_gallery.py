@@ -19,14 +19,6 @@ DET_CFG = 'configs/det/mask-rcnn_swiftformer-xs_fpn_demo-shapes.py'
 SEG_CFG = 'configs/seg/fpn_swiftformer-xs_demo-scenes.py'
 
 
-def grid_row(panels, gap: int = 4) -> np.ndarray:
-    """Panels of one height side by side, with white gaps right and below."""
-    h = panels[0].shape[0]
-    white = np.full((h, gap, 3), 255, np.uint8)
-    row = np.concatenate([x for p in panels for x in (p, white)], 1)
-    return np.concatenate([row, np.full((gap, row.shape[1], 3), 255, np.uint8)], 0)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--det-checkpoint', required=True)
@@ -36,7 +28,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import skimage
 
-    from mmswift.visualization import build_feature_extractor, draw_stage, read_rgb, titled
+    from mmswift.visualization import (build_feature_extractor, draw_stage, grid_row, read_rgb,
+                                       titled)
     data_dir = osp.join(osp.dirname(skimage.__file__), 'data')
     columns = [('random', build_feature_extractor(DET_CFG)),
                ('demo Mask R-CNN', build_feature_extractor(DET_CFG, checkpoint=args.det_checkpoint)),

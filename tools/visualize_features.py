@@ -11,6 +11,8 @@
     # the energy-in-mask ratio per stage against ground-truth masks
     python tools/visualize_features.py data/demo_shapes/val CONFIG CKPT \
         --masks data/demo_shapes/annotations/instances_val.json
+    # where the additive attention's global query looks, all four stages
+    python tools/visualize_features.py a.jpg CONFIG CKPT --show attention
 
 Inputs are images, folders of images or glob patterns; then, as in mmdet's
 tools, the config and the checkpoint (random weights without one). A bare
@@ -22,6 +24,14 @@ stage's feature map drawn over it at the input's resolution. Grayscale and
 RGBA images are converted to RGB (RGBA composited on white). A missing or
 unreadable image gets a one-line error and the others are still drawn; the
 exit status is then 1.
+
+``--show attention`` draws, instead of the features, the magnitude of the
+token weights with which each stage's additive attention (its last block)
+pools the queries into its global query, all four stages by default:
+OUT_DIR/<image>_attention.png; with ``--masks`` it prints (and writes to
+attention_in_mask.json) the share of weight magnitude on the objects over
+their share of the area. A backbone with ``attn_norm='softmax'`` has weights
+that are all exactly 1: the tool says so in one line and draws nothing.
 """
 import argparse
 import json
@@ -38,8 +48,12 @@ def parse_args(argv=None):
                    help='images, folders or glob patterns; then a det/seg config (its test '
                    'preprocessing is used) or a backbone variant (xs, s, l1, l3); then '
                    'optionally a checkpoint')
-    p.add_argument('--stages', type=int, nargs='+', default=[1], choices=[1, 2, 3, 4],
-                   help='stages to draw, 1 = stride 4 (default: 1)')
+    p.add_argument('--show', choices=['features', 'attention'], default='features',
+                   help="what to draw: the stages' output features (default) or the "
+                   "additive attention's token weights")
+    p.add_argument('--stages', type=int, nargs='+', choices=[1, 2, 3, 4],
+                   help='stages to draw, 1 = stride 4 (default: 1 for features, all four '
+                   'for attention)')
     p.add_argument('--reduction', nargs='+', default=['mean'],
                    choices=['mean', 'max', 'topk', 'pca'], help='channel reduction(s)')
     p.add_argument('--topk', type=int, default=8, help='channels in the topk grid')
@@ -57,6 +71,10 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the random initialisation (when no checkpoint is given)')
     args = p.parse_args(argv)
+    if args.stages is None:
+        args.stages = [1] if args.show == 'features' else [1, 2, 3, 4]
+    if args.show == 'attention' and args.after_neck:
+        p.error('--after-neck draws FPN features; the attention is in the backbone')
     model_at = next((i for i, a in enumerate(args.positional)
                      if a.endswith('.py') or a.lower() in ARCHS), None)
     if model_at is None or model_at == 0 or len(args.positional) > model_at + 2:
@@ -76,19 +94,15 @@ def main(argv=None) -> int:
 
     from mmswift.errors import MMSwiftError
 
-    from mmswift.visualization import (ImageReadError, ObjectMasks, build_feature_extractor,
-                                       collect_images, draw_figure, energy_in_mask_ratio,
+    from mmswift.visualization import (ImageReadError, draw_figure, energy_in_mask_ratio,
                                        read_rgb)
     try:
-        paths = [p for pattern in args.inputs for p in collect_images(pattern)]
-        import torch
-        torch.manual_seed(args.seed)  # random weights are reproducible
-        extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device,
-                                            deploy=not args.no_deploy)
-        masks = ObjectMasks(args.masks) if args.masks else None
+        paths, extractor, masks = load_inputs(args)
     except (ImageReadError, MMSwiftError, FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    if args.show == 'attention':
+        return show_attention(args, paths, extractor, masks)
     stages = [s - 1 for s in sorted(set(args.stages))]
     os.makedirs(args.out_dir, exist_ok=True)
     ratios = {s: [] for s in range(4)}
@@ -138,6 +152,79 @@ def main(argv=None) -> int:
             json.dump(dict(config=args.config, arch=args.arch, checkpoint=args.checkpoint,
                            after_neck=args.after_neck, masks=args.masks, stages=summary), f,
                       indent=2)
+    if not args.no_draw:
+        print(f'{len(paths) - failed} image(s) drawn to {args.out_dir}/')
+    return 1 if failed else 0
+
+
+def load_inputs(args):
+    """The images, the model (with its test preprocessing) and the masks,
+    shared by both views."""
+    import torch
+
+    from mmswift.visualization import ObjectMasks, build_feature_extractor, collect_images
+    paths = [p for pattern in args.inputs for p in collect_images(pattern)]
+    torch.manual_seed(args.seed)  # random weights are reproducible
+    extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device,
+                                        deploy=not args.no_deploy)
+    return paths, extractor, ObjectMasks(args.masks) if args.masks else None
+
+
+def show_attention(args, paths, extractor, masks) -> int:
+    """``--show attention``: the same inputs, model and preprocessing as the
+    features; per stage, the additive attention's token weights."""
+    import cv2
+    import numpy as np
+    from mmengine.utils import ProgressBar
+
+    from mmswift.visualization import (ImageReadError, attention_in_mask_ratio,
+                                       draw_attention_figure, read_rgb)
+    stages = [s - 1 for s in sorted(set(args.stages))]
+    os.makedirs(args.out_dir, exist_ok=True)
+    ratios = {s: [] for s in stages}
+    failed, constant = 0, None
+    bar = ProgressBar(len(paths), file=sys.stderr) if len(paths) > 1 else None
+    for path in paths:
+        try:
+            rgb = read_rgb(path)
+            maps = extractor.attention(rgb, stages)
+            if maps[0].constant:  # the softmax form: nothing varies, nothing to draw
+                constant = maps[0].message
+                break
+            if masks is not None:
+                mask = masks(path, rgb.shape[:2])
+                if mask is not None and 0 < mask.mean() < 1:
+                    for m in maps:
+                        ratios[m.stage].append(attention_in_mask_ratio(m.weights, mask))
+            if not args.no_draw:
+                stem = osp.splitext(osp.basename(path))[0]
+                fig = draw_attention_figure(rgb, maps, args.alpha, args.fig_height)
+                cv2.imwrite(osp.join(args.out_dir, f'{stem}_attention.png'), fig[..., ::-1])
+        except ImageReadError as e:
+            failed += 1
+            print(f'\nerror: {e}', file=sys.stderr)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        sys.stderr.write('\n')
+    if constant is not None:
+        print(constant)
+        return 0
+    if masks is not None:
+        measured = {s: v for s, v in ratios.items() if v}
+        if not measured:
+            print(f'error: no image had a usable mask in {args.masks}', file=sys.stderr)
+            return 2
+        summary = {f'stage{s + 1}': dict(attention_in_mask_ratio=float(np.nanmean(v)),
+                                         images=len(v)) for s, v in measured.items()}
+        print('attention-in-mask ratio (share of |attention weight| on the objects over '
+              'their share of the area; 1.0 = no localization):')
+        for name, row in summary.items():
+            print(f'  {name}: {row["attention_in_mask_ratio"]:.3f}  ({row["images"]} images)')
+        with open(osp.join(args.out_dir, 'attention_in_mask.json'), 'w') as f:
+            json.dump(dict(config=args.config, arch=args.arch, checkpoint=args.checkpoint,
+                           seed=None if args.checkpoint else args.seed, deploy=not args.no_deploy,
+                           masks=args.masks, stages=summary), f, indent=2)
     if not args.no_draw:
         print(f'{len(paths) - failed} image(s) drawn to {args.out_dir}/')
     return 1 if failed else 0

@@ -96,3 +96,41 @@ def draw_figure(rgb: np.ndarray, feats: Sequence[torch.Tensor], strides: Sequenc
     for p in panels[1:]:
         row += [gap, p]
     return np.concatenate(row, 1)
+
+
+def draw_attention(rgb: np.ndarray, weights: torch.Tensor, alpha: float = 0.5) -> np.ndarray:
+    """The magnitude of one stage's additive attention weights (h x w or
+    1 x h x w, signed) over the image, at the image's resolution, with
+    ``draw_featmap`` (its min-max scaling: the colours are relative)."""
+    from mmengine.visualization import Visualizer
+    w = weights.float().reshape(-1, *weights.shape[-2:])[:1]
+    m = resize_maps(w.abs(), rgb.shape[:2])
+    return Visualizer.draw_featmap(m, rgb, channel_reduction=None, topk=0, alpha=alpha)
+
+
+def draw_attention_figure(rgb: np.ndarray, maps: Sequence, alpha: float = 0.5,
+                          height: Optional[int] = None,
+                          width: Optional[int] = None) -> np.ndarray:
+    """The input beside each stage's attention-weight magnitude, in a row
+    (``maps``: :class:`~mmswift.visualization.StageAttention` of the image,
+    none of the constant form)."""
+    height = height or min(rgb.shape[0], 1024)
+    panels = [titled(rgb, 'input', height, width)]
+    for m in maps:
+        panels.append(titled(draw_attention(rgb, m.weights, alpha),
+                             f'stage {m.stage + 1} (stride {m.stride}), |attention|',
+                             height, width))
+    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+    row = [panels[0]]
+    for p in panels[1:]:
+        row += [gap, p]
+    return np.concatenate(row, 1)
+
+
+def grid_row(panels, gap: int = 4) -> np.ndarray:
+    """Panels of one height side by side, with white gaps right and below
+    (a row of a gallery figure)."""
+    h = panels[0].shape[0]
+    white = np.full((h, gap, 3), 255, np.uint8)
+    row = np.concatenate([x for p in panels for x in (p, white)], 1)
+    return np.concatenate([row, np.full((gap, row.shape[1], 3), 255, np.uint8)], 0)

@@ -33,19 +33,40 @@ def energy_map(feat: torch.Tensor, hw: Tuple[int, int], centred: bool = True
     return resize_maps(f.pow(2).mean(0, keepdim=True), hw)[0]
 
 
-def energy_in_mask_ratio(feat: torch.Tensor, mask: np.ndarray, centred: bool = True) -> float:
-    """Share of feature energy on ``mask`` divided by the mask's share of the
-    image: 1.0 means no localization (also for a map with no energy at all,
-    which localizes nothing)."""
+def mass_in_mask_ratio(density: torch.Tensor, mask: np.ndarray) -> float:
+    """Share of a non-negative h x w ``density`` (upsampled bilinearly to the
+    mask's size) on ``mask``, divided by the mask's share of the image: 1.0
+    means no localization (also for a density that is zero everywhere)."""
     mask_t = torch.from_numpy(np.asarray(mask, bool))
     share = float(mask_t.float().mean())
     if share <= 0 or share >= 1:
         raise ValueError('the object mask must cover part of the image, not none or all of it')
-    e = energy_map(feat, tuple(mask_t.shape), centred).clamp_min(0)
+    e = density.float()
+    if tuple(e.shape) != tuple(mask_t.shape):
+        e = resize_maps(e[None], tuple(mask_t.shape))[0]
+    e = e.clamp_min(0)
     total = float(e.sum())
     if total <= 1e-12 * e.numel():
         return 1.0
     return float(e[mask_t].sum()) / total / share
+
+
+def energy_in_mask_ratio(feat: torch.Tensor, mask: np.ndarray, centred: bool = True) -> float:
+    """Share of feature energy on ``mask`` divided by the mask's share of the
+    image: 1.0 means no localization (also for a map with no energy at all,
+    which localizes nothing)."""
+    mask = np.asarray(mask, bool)
+    if not 0 < mask.mean() < 1:
+        raise ValueError('the object mask must cover part of the image, not none or all of it')
+    return mass_in_mask_ratio(energy_map(feat, mask.shape, centred), mask)
+
+
+def attention_in_mask_ratio(weights: torch.Tensor, mask: np.ndarray) -> float:
+    """Share of the additive attention's weight magnitude ``|a_t|`` (an
+    h x w map of signed token weights, or 1 x h x w) on ``mask``, over the
+    mask's share of the image; the same ratio as the features' energy."""
+    w = weights[0] if weights.dim() == 3 else weights
+    return mass_in_mask_ratio(w.abs(), mask)
 
 
 class ObjectMasks:

@@ -79,6 +79,17 @@ class FeatureExtractor:
             strides.append(stride)
         return out, strides
 
+    @torch.no_grad()
+    def attention(self, rgb: np.ndarray, stages: Optional[List[int]] = None) -> list:
+        """The additive attention's token weights of the chosen stages (0-based,
+        default all), through the same preprocessing as the features, cropped
+        to the image: a list of :class:`~mmswift.visualization.StageAttention`
+        with 1 x h x w weights."""
+        from .attention import AttentionRecorder
+        with AttentionRecorder(self.model, stages) as rec:
+            width, valid = self._run(rgb)
+        return [m.crop(width, valid) for m in rec.results(width)]
+
 
 def build_feature_extractor(config: Optional[str] = None, arch: Optional[str] = None,
                             checkpoint: Optional[str] = None,
