@@ -2,11 +2,13 @@ import functools
 import glob
 import importlib.util
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 import torch
@@ -52,12 +54,70 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_file(path: str, proc, log: str = None, timeout_s: float = 600) -> str:
+    """Poll until the job ``proc`` writes ``path`` (a hook of
+    tests/fault_injection.py, at the point it holds the job) and return its
+    text. Fails if the job ends first, or after ``timeout_s`` (a hang, far
+    beyond any load); ``log``: the job's output file, quoted on failure."""
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(path):
+        tail = open(log).read()[-3000:] if log and os.path.exists(log) else ''
+        assert proc.poll() is None or os.path.exists(path), \
+            f'the job ended (exit {proc.returncode}) before writing {path}\n{tail}'
+        assert time.monotonic() < deadline, f'no {path} after {timeout_s} s\n{tail}'
+        time.sleep(0.01)
+    return open(path).read()
+
+
+def with_test_hooks(config: str, name: str, *hooks: str) -> str:
+    """``config`` plus hooks of tests/fault_injection.py (config text, e.g.
+    ``"dict(type='HoldAtIterHook', at=3, folder=...)"``), written beside it."""
+    path = os.path.join(os.path.dirname(config), name)
+    with open(path, 'w') as f:
+        f.write(f'''_base_ = {config!r}
+custom_imports = dict(imports=_base_.custom_imports.imports + ['tests.fault_injection'])
+custom_hooks = _base_.custom_hooks + [{', '.join(hooks)}]
+''')
+    return path
+
+
 def run_py(*args, env=None, timeout=600, cwd=REPO):
     """Run ``python args...`` and return the CompletedProcess (text)."""
     full_env = dict(os.environ, PYTHONPATH=REPO)
     full_env.update(env or {})
     return subprocess.run([PYTHON, *args], cwd=cwd, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def _manager_classes():
+    """Every class with its own mmengine ``ManagerMixin`` instance registry
+    (MMLogger, MessageHub, Visualizer and each subclass, DefaultScope...)."""
+    from mmengine.utils import ManagerMixin
+    found, todo = [], [ManagerMixin]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return [c for c in found if '_instance_dict' in vars(c)]
+
+
+@pytest.fixture(autouse=True)
+def fresh_mmengine_instances():
+    """Forget the mmengine instances a test created. A Runner takes its
+    visualizer, logger and message hub by name ('visualizer' in every
+    mmdet/mmseg config), so without this an in-process run writes its
+    scalars and log into the work dir of an earlier test's Runner."""
+    before = {cls: dict(vars(cls)['_instance_dict']) for cls in _manager_classes()}
+    yield
+    for cls in _manager_classes():
+        instances, kept = vars(cls)['_instance_dict'], before.get(cls, {})
+        for name, obj in instances.items():
+            if kept.get(name) is not obj:  # created by this test: close its log file
+                for handler in getattr(obj, 'handlers', []):
+                    if isinstance(handler, logging.FileHandler):
+                        handler.close()
+        instances.clear()
+        instances.update(kept)
 
 
 @pytest.fixture

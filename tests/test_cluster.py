@@ -15,8 +15,8 @@ from mmswift.engine.workdir_claim import CLAIM_FILE, WorkDirClaim
 from mmswift.errors import WorkDirBusyError
 from mmswift.fileio import AtomicLocalBackend, checkpoint_problem
 
-from .conftest import (PYTHON, REPO, demo_config, free_port, logged_scalars, run_py,
-                       tiny_seg_config)
+from .conftest import (PYTHON, REPO, demo_config, free_port, run_py, tiny_seg_config,
+                       wait_for_file, with_test_hooks)
 from .test_distributed import _deterministic_seg_config, _dist_train
 from .test_resume import _det_config, _losses, _seg_config
 
@@ -76,8 +76,10 @@ def test_the_heartbeat_keeps_a_live_claim_fresh(tmp_path):
     try:
         old = time.time() - 1000
         os.utime(claim.path, (old, old))
-        time.sleep(0.3)
-        assert time.time() - os.path.getmtime(claim.path) < 5
+        deadline = time.monotonic() + 60  # a beat is due every 0.05 s; 60 s is any load
+        while os.path.getmtime(claim.path) < old + 500 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert os.path.getmtime(claim.path) > old + 500  # refreshed
     finally:
         claim.release()
 
@@ -133,30 +135,43 @@ custom_hooks = _base_.robust_training_hooks + [dict(type='FullDiskHook', at=3, e
 
 
 # ------------------------------------------------------------ preemption
-def _start_and_preempt(config, work, after_iter, while_running=None):
-    """Start training, send SIGTERM once iteration ``after_iter`` is logged."""
-    proc = subprocess.Popen([PYTHON, 'tools/train.py', config, '--work-dir', work], cwd=REPO,
-                            env=dict(os.environ, PYTHONPATH=REPO), text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        done = [r['iter'] for r in logged_scalars(work) if 'loss' in r]
-        if done and max(done) >= after_iter:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, 'training ended before it could be preempted'
-    if while_running is not None:
-        while_running(proc)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    return proc.returncode, err
+def _files(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder)
+                  for d, _, names in os.walk(folder) for f in names)
+
+
+def _preempt_while_held(config, work, gate, at, while_held):
+    """Train with the job held after iteration ``at`` (HoldAtIterHook), call
+    ``while_held(proc)``, send SIGTERM, and release the job once it has taken
+    the signal: it is preempted at iteration ``at`` whatever the load.
+    Returns (exit status, stderr)."""
+    held = with_test_hooks(config, 'held.py',
+                           f"dict(type='HoldAtIterHook', at={at}, folder={gate!r})")
+    os.makedirs(gate)
+    log = os.path.join(gate, 'stderr.txt')  # a file: a full pipe would block the job
+    with open(log, 'w') as err:
+        proc = subprocess.Popen([PYTHON, 'tools/train.py', held, '--work-dir', work], cwd=REPO,
+                                env=dict(os.environ, PYTHONPATH=REPO),
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for_file(os.path.join(gate, 'held'), proc, log)
+        while_held(proc)
+        proc.send_signal(signal.SIGTERM)
+        wait_for_file(os.path.join(gate, 'signalled'), proc, log)
+        open(os.path.join(gate, 'release'), 'w').close()
+        proc.wait(timeout=600)
+    finally:
+        if proc.poll() is None:  # the test failed while the job was held
+            proc.kill()
+            proc.wait()
+    return proc.returncode, open(log).read()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('task', ['seg', 'det'])
 def test_sigterm_writes_a_checkpoint_exits_3_and_resume_is_exact(tmp_path, task):
     """seg: an iteration loop; det: an epoch loop (8 iterations an epoch),
-    preempted mid-epoch."""
+    preempted mid-epoch, after iteration 10 (of epoch 2)."""
     config, final = (_seg_config(tmp_path), 'iter_24.pth') if task == 'seg' else \
         (_det_config(tmp_path), 'epoch_3.pth')
     full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
@@ -164,22 +179,22 @@ def test_sigterm_writes_a_checkpoint_exits_3_and_resume_is_exact(tmp_path, task)
     assert run.returncode == 0, run.stderr[-3000:]
 
     def second_job_is_refused(first):
-        start = time.time()
+        before = _files(cut)  # the first job is held: nothing else writes there
         second = run_py('tools/train.py', config, '--work-dir', cut)
         assert second.returncode == 2, second.stderr[-2000:]
         assert f'work dir {cut} is in use by another training job (host ' \
             f'{socket.gethostname()}, pid {first.pid}, started' in second.stderr
-        assert time.time() - start < 60
+        assert _files(cut) == before  # refused before it wrote anything
 
-    rc, err = _start_and_preempt(config, cut, 10, second_job_is_refused)
+    rc, err = _preempt_while_held(config, cut, str(tmp_path / 'gate'), 10,
+                                  second_job_is_refused)
     line = err.strip().splitlines()[-1]
     assert rc == 3, err[-3000:]
-    assert line.startswith('preempted: SIGTERM received; finished iteration ')
-    step = int(line.split('finished iteration ')[1].split()[0])
-    ckpt = os.path.join(cut, f'iter_{step}.pth')
-    assert f'wrote the complete checkpoint {ckpt}; requeue the job with --resume' in line
-    if task == 'det':
-        assert step % 8, f'preempted at an epoch end ({step}), not mid-epoch'
+    ckpt = os.path.join(cut, 'iter_10.pth')
+    assert line == ('preempted: SIGTERM received; finished iteration 10 and wrote the complete '
+                    f'checkpoint {ckpt}; requeue the job with --resume to continue exactly '
+                    'from there')
+    assert max(_losses(cut)) == 10  # it stopped there
     assert open(os.path.join(cut, 'last_checkpoint')).read() == ckpt
     _no_half_written_files(cut)
 
@@ -187,6 +202,8 @@ def test_sigterm_writes_a_checkpoint_exits_3_and_resume_is_exact(tmp_path, task)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
     assert f'Load checkpoint from {ckpt}' in log
+    epoch = 1 if task == 'det' else 0  # det: in epoch 2 (0-based 1), 2 of its 8 iterations done
+    assert f'resumed epoch: {epoch}, iter: 10' in log
     a = torch.load(os.path.join(full, final))['state_dict']
     b = torch.load(os.path.join(cut, final))['state_dict']
     for k in a:
@@ -199,10 +216,10 @@ def test_sigterm_writes_a_checkpoint_exits_3_and_resume_is_exact(tmp_path, task)
 @pytest.mark.slow
 @pytest.mark.parametrize('failure', ['data', 'loss', 'sigterm'])
 def test_one_rank_failing_stops_every_rank(tmp_path, failure):
-    pids = str(tmp_path / 'pids')
+    gate = str(tmp_path / 'gate')
     hook = {'data': "dict(type='FailDataOnRankHook', rank=1, at=4)",
             'loss': "dict(type='PoisonWeightsHook', at=4, when='before', rank=1)",
-            'sigterm': f"dict(type='PidFileHook', folder={pids!r})"}[failure]
+            'sigterm': f"dict(type='HoldAtIterHook', at=4, rank=1, folder={gate!r})"}[failure]
     base = _deterministic_seg_config(tmp_path)
     config = str(tmp_path / 'ranks.py')
     with open(config, 'w') as f:
@@ -213,32 +230,39 @@ custom_hooks = _base_.robust_training_hooks + [{hook}]
 ''')
     work = str(tmp_path / 'work')
     args = ['--work-dir', work, '--cfg-options', 'train_dataloader.batch_size=2']
-    start = time.time()
+    # the timeouts catch a hang (gloo would wait 30 minutes), not a slow machine
     if failure == 'sigterm':
         env = dict(os.environ, PYTHON=PYTHON, PORT=str(free_port()), PYTHONPATH=REPO,
                    OMP_NUM_THREADS='1')
-        proc = subprocess.Popen(['bash', 'tools/dist_train.sh', config, '2', *args], cwd=REPO,
-                                env=env, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        rank1 = os.path.join(pids, 'rank1.pid')
-        while time.time() - start < 200 and not (
-                os.path.exists(rank1) and any('loss' in r for r in logged_scalars(work))):
-            time.sleep(0.1)
-        os.kill(int(open(rank1).read()), signal.SIGTERM)  # one rank only
-        log, _ = proc.communicate(timeout=240)
+        os.makedirs(gate)
+        out = os.path.join(gate, 'log.txt')  # a file: a full pipe would block the job
+        with open(out, 'w') as f:
+            proc = subprocess.Popen(['bash', 'tools/dist_train.sh', config, '2', *args],
+                                    cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:  # rank 1 is held after iteration 4, rank 0 waits for it
+            rank1 = int(wait_for_file(os.path.join(gate, 'held'), proc, out))
+            os.kill(rank1, signal.SIGTERM)  # one rank only
+            wait_for_file(os.path.join(gate, 'signalled'), proc, out)
+            open(os.path.join(gate, 'release'), 'w').close()
+            proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:  # the test failed: end torchrun and both ranks
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log = open(out).read()
     else:
-        done = _dist_train(config, 2, *args, timeout=240)
+        done = _dist_train(config, 2, *args, timeout=600)
         log = done.stdout + done.stderr
-    assert time.time() - start < 240
     if failure == 'data':
         assert 'injected data loading failure on rank 1 at iteration 4' in log
     elif failure == 'loss':  # both ranks see the all-reduced loss and stop together
         assert log.count('loss became nan at iteration 4 on at least one rank') == 2, log[-3000:]
-    else:  # both ranks stop after the same iteration, one checkpoint written
+    else:  # both ranks stop after the iteration rank 1 took the signal in
         lines = [ln for ln in log.splitlines() if ln.startswith('preempted: SIGTERM received')]
         assert len(lines) == 2 and lines[0] == lines[1], log[-3000:]
-        step = int(lines[0].split('finished iteration ')[1].split()[0])
-        assert checkpoint_problem(os.path.join(work, f'iter_{step}.pth')) is None
+        assert 'finished iteration 4 and wrote the complete checkpoint' in lines[0]
+        assert checkpoint_problem(os.path.join(work, 'iter_4.pth')) is None
     _no_half_written_files(work)
 
 

@@ -3,7 +3,6 @@ total batch, and a failure in one rank ends the whole job."""
 import glob
 import os
 import subprocess
-import time
 
 import pytest
 import torch
@@ -84,10 +83,9 @@ custom_imports = dict(imports=['mmswift', 'tests.fault_injection'], allow_failed
 train_cfg = dict(max_iters=50)
 custom_hooks = _base_.robust_training_hooks + [dict(type='FailOnRankHook', rank=1, at=3)]
 ''')
-    start = time.time()
+    # the timeout catches a hang (gloo would wait 30 minutes), not a slow machine
     proc = _dist_train(cfg, 2, '--work-dir', str(tmp_path / 'work'),
-                       '--cfg-options', 'train_dataloader.batch_size=2', timeout=240)
+                       '--cfg-options', 'train_dataloader.batch_size=2', timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert 'injected failure on rank 1 at iteration 3' in log
-    assert time.time() - start < 240

@@ -12,7 +12,8 @@ import torch
 
 from mmswift.fileio import atomic_write, checkpoint_problem, find_resumable_checkpoint
 
-from .conftest import PYTHON, REPO, demo_config, logged_scalars, run_py
+from .conftest import (PYTHON, REPO, demo_config, logged_scalars, run_py, wait_for_file,
+                       with_test_hooks)
 
 
 # ------------------------------------------------------------ unit level
@@ -86,45 +87,69 @@ def _losses(work):
     return {rec['iter']: rec['loss'] for rec in logged_scalars(work) if 'loss' in rec}
 
 
-def _kill_during_training(config, work, first_ckpt):
-    """Start training; SIGKILL it while a checkpoint after ``first_ckpt`` is
-    being written if we catch one in flight, else right after it appears."""
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.Popen([PYTHON, 'tools/train.py', config, '--work-dir', work],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(os.path.join(work, first_ckpt)):
-            break
-        time.sleep(0.05)
-    before = set(glob.glob(os.path.join(work, '*.pth')))
-    while time.time() < deadline and proc.poll() is None:
-        if glob.glob(os.path.join(work, '.*.tmp')) or \
-                set(glob.glob(os.path.join(work, '*.pth'))) - before:
-            break
-        time.sleep(0.001)
-    assert proc.poll() is None, 'training ended before it could be killed'
-    in_flight = bool(glob.glob(os.path.join(work, '.*.tmp')))
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    return in_flight
+def _train_until_killed(config, work, gate, marker, *args):
+    """Train ``config`` (with a hook of tests/fault_injection.py that holds
+    the job at a chosen point and writes ``gate/marker`` there) and SIGKILL
+    it once held. Returns the marker's text and the job's log."""
+    os.makedirs(gate)
+    out = os.path.join(gate, 'log.txt')  # a file: a full pipe would block the job
+    with open(out, 'w') as f:
+        proc = subprocess.Popen([PYTHON, 'tools/train.py', config, '--work-dir', work, *args],
+                                cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stdout=f,
+                                stderr=subprocess.STDOUT)
+    try:
+        text = wait_for_file(os.path.join(gate, marker), proc, out)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # it was still held, not finished
+    return text, open(out).read()
 
 
-def _resume_equals_uninterrupted(tmp_path, config, first_ckpt, final_ckpt):
+def _only_complete_checkpoints(work):
+    paths = glob.glob(os.path.join(work, '*.pth'))
+    assert paths
+    for path in paths:
+        assert checkpoint_problem(path) is None, path
+
+
+def _resume_equals_uninterrupted(tmp_path, config, hold, writing, final_ckpt):
+    """Kill the job twice, then resume it to the end: first between
+    checkpoints (held after iteration ``hold[0]``; resumes from
+    ``hold[1]``), then, resumed, halfway through writing the checkpoint
+    ``writing[0]`` (resumes from ``writing[1]``)."""
     full, cut = str(tmp_path / 'full'), str(tmp_path / 'cut')
     run = run_py('tools/train.py', config, '--work-dir', full)
     assert run.returncode == 0, run.stderr[-3000:]
 
-    _kill_during_training(config, cut, first_ckpt)
-    for path in glob.glob(os.path.join(cut, '*.pth')):  # only complete files
-        assert checkpoint_problem(path) is None, path
-    resume_from = find_resumable_checkpoint(cut)
-    assert resume_from is not None and resume_from != os.path.join(cut, final_ckpt)
+    # 1. killed between two checkpoints
+    at, complete = hold[0], os.path.join(cut, hold[1])
+    gate = str(tmp_path / 'held')
+    with_hold = with_test_hooks(config, 'held.py',
+                                f"dict(type='HoldAtIterHook', at={at}, folder={gate!r})")
+    _train_until_killed(with_hold, cut, gate, 'held')
+    assert max(_losses(cut)) == at
+    _only_complete_checkpoints(cut)
+    assert find_resumable_checkpoint(cut) == complete
+
+    # 2. resumed, killed while a checkpoint is half-written
+    name, complete2 = writing[0], os.path.join(cut, writing[1])
+    gate = str(tmp_path / 'writing')
+    with_pause = with_test_hooks(config, 'pause.py',
+                                 f"dict(type='PauseCheckpointWriteHook', name={name!r}, "
+                                 f"folder={gate!r})")
+    tmp, log = _train_until_killed(with_pause, cut, gate, 'writing', '--resume')
+    assert f'Load checkpoint from {complete}' in log
+    assert os.path.dirname(tmp) == cut and os.path.basename(tmp).startswith(f'.{name}.')
+    assert checkpoint_problem(tmp).startswith('truncated')  # the kill cut it halfway
+    assert not os.path.exists(os.path.join(cut, name))
+    _only_complete_checkpoints(cut)
+    assert find_resumable_checkpoint(cut) == complete2
+
     resumed = run_py('tools/train.py', config, '--work-dir', cut, '--resume')
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     log = resumed.stdout + resumed.stderr
-    assert f'Load checkpoint from {resume_from}' in log and 'resumed epoch' in log
+    assert f'Load checkpoint from {complete2}' in log and 'resumed epoch' in log
 
     a = torch.load(os.path.join(full, final_ckpt))['state_dict']
     b = torch.load(os.path.join(cut, final_ckpt))['state_dict']
@@ -138,9 +163,12 @@ def _resume_equals_uninterrupted(tmp_path, config, first_ckpt, final_ckpt):
 
 @pytest.mark.slow
 def test_killed_seg_training_resumes_to_the_same_weights_and_losses(tmp_path):
-    _resume_equals_uninterrupted(tmp_path, _seg_config(tmp_path), 'iter_8.pth', 'iter_24.pth')
+    _resume_equals_uninterrupted(tmp_path, _seg_config(tmp_path), (10, 'iter_8.pth'),
+                                 ('iter_16.pth', 'iter_12.pth'), 'iter_24.pth')
 
 
 @pytest.mark.slow
 def test_killed_det_training_resumes_to_the_same_weights_and_losses(tmp_path):
-    _resume_equals_uninterrupted(tmp_path, _det_config(tmp_path), 'epoch_1.pth', 'epoch_3.pth')
+    """8 iterations an epoch: held in epoch 2, then cut writing epoch 3's checkpoint."""
+    _resume_equals_uninterrupted(tmp_path, _det_config(tmp_path), (12, 'epoch_1.pth'),
+                                 ('epoch_3.pth', 'epoch_2.pth'), 'epoch_3.pth')
