@@ -376,3 +376,24 @@ def test_whole_model_outputs_unchanged_by_the_fast_forms(config):
     g = [t for t in leaves(got) if isinstance(t, torch.Tensor)]
     assert len(e) == len(g) > 0
     assert max_rel(e, g) < 1e-4
+
+
+@pytest.mark.parametrize('drop', [dict(drop_rate=0.5), dict(drop_path_rate=0.5)],
+                         ids=['dropout', 'drop_path'])
+def test_training_with_dropout_or_drop_path_drops_as_plain(drop):
+    """The fast forms apply neither: blocks that drop take forward(). Two
+    random states give other outputs (it drops); with stochastic depth (a
+    mask per sample, whatever the memory layout) the same random state gives
+    the plain form's output. (Dropout's element masks follow the memory
+    layout, channels_last between the fast blocks, so they are not
+    comparable element for element.)"""
+    plain = randomize_(SwiftFormer('xs', kernels='plain', **drop), seed=8).train()
+    model = twin(plain, BLOCKED)
+    x = torch.randn(2, 3, 64, 64)
+    outs = []
+    for m, seed in ((plain, 0), (model, 0), (model, 1)):
+        torch.manual_seed(seed)
+        outs.append(m(x))
+    assert max_rel(outs[1], outs[2]) > 1e-2  # 'auto' drops
+    if 'drop_path_rate' in drop:
+        assert max_rel(outs[0], outs[1]) < 1e-5
