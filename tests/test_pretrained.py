@@ -302,9 +302,16 @@ def test_official_detection_branch_prefixes_and_ddp_keys(tmp_path):
                                         **{f'student.{k}': v
                                            for k, v in src.state_dict().items()}}}, 'student.')}
     for name, (ckpt, prefix) in cases.items():
+        path = _save(tmp_path / f'{name}.pth', ckpt)
         model = SwiftFormer('xs').eval()
-        report = load_pretrained(model, _save(tmp_path / f'{name}.pth', ckpt), prefix=prefix)
+        report = load_pretrained(model, path, prefix=prefix)
         assert report['missing'] == [], name
+        # the config's door: init_cfg passes its prefix on
+        through_cfg = SwiftFormer('xs', init_cfg=dict(type='Pretrained', checkpoint=path,
+                                                      prefix=prefix))
+        through_cfg.init_weights()
+        through_cfg.eval()
         with torch.no_grad():
-            for a, b in zip(model(x), expected):
-                torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+            for m in (model, through_cfg):
+                for a, b in zip(m(x), expected):
+                    torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
