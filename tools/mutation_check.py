@@ -30,7 +30,7 @@ Run (from the repository root)::
 
     .venv/bin/python tools/mutation_check.py            # every mutant, 10-30 min
     .venv/bin/python tools/mutation_check.py --list     # the mutants (snippets checked)
-    .venv/bin/python tools/mutation_check.py -k roi     # names containing 'roi'
+    .venv/bin/python tools/mutation_check.py -k roi -k fold   # names containing either
     .venv/bin/python tools/mutation_check.py --all      # the whole quick tier per mutant
     .venv/bin/python tools/mutation_check.py --tests tests/test_roi_align.py -k roi
 
@@ -485,7 +485,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--list', action='store_true', help='print the mutants and exit')
-    p.add_argument('-k', dest='keyword', default='', help='only mutants whose name contains this')
+    p.add_argument('-k', dest='keywords', action='append', default=[], metavar='NAME',
+                   help='only mutants whose name contains NAME (repeatable: any of them)')
     p.add_argument('--jobs', type=int, default=1, help='mutants checked at once (default 1)')
     group = p.add_mutually_exclusive_group()
     group.add_argument('--tests', nargs='+', help=f'test files (default: {" ".join(DEFAULT_TESTS)})')
@@ -526,7 +527,7 @@ def failed(results: Sequence[Result]) -> bool:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    mutants = [m for m in MUTANTS if args.keyword in m.name]
+    mutants = [m for m in MUTANTS if not args.keywords or any(k in m.name for k in args.keywords)]
     problems = snippet_problems(REPO, MUTANTS)
     if problems:
         print('mutation_check: the mutant list no longer matches the code:\n  '
@@ -536,7 +537,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print_list(mutants)
         return 0
     if not mutants:
-        print(f'mutation_check: no mutant name contains {args.keyword!r}', file=sys.stderr)
+        print(f'mutation_check: no mutant name contains any of {args.keywords}', file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix='mmswift-mutation-base-') as work:
         base = os.path.join(work, 'repo')
