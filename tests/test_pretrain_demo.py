@@ -106,7 +106,8 @@ def test_pretrain_tool_writes_the_official_layout_and_reuses_it(pretrained):
     run, out, tmp = pretrained
     assert run.returncode == 0, run.stderr[-3000:]
     ckpt = torch.load(out)
-    assert list(ckpt) == ['model']
+    # the release's one entry, and the attention form in meta (no official key holds it)
+    assert list(ckpt) == ['model', 'meta'] and ckpt['meta'] == {'attn_norm': 'l2'}
     prefixes = {re.sub(r'\..*', '', k) for k in ckpt['model']}
     assert prefixes == {'patch_embed', 'network', 'norm', 'head', 'dist_head'}
     assert ckpt['model']['head.weight'].shape == (len(CLASSES), 220)
@@ -134,7 +135,9 @@ def test_every_door_of_the_official_release_loads_it(pretrained, tmp_path):
     model = SwiftFormer('xs', init_cfg=dict(type='Pretrained', checkpoint=out))
     model.init_weights()
     own = model.state_dict()
-    assert set(weights) == {k for k in own if not k.startswith('norm')}  # all but the new output norms
+    # all but the new output norms and the attention-form buffers (in meta there)
+    assert set(weights) == {k for k in own if not k.startswith('norm')
+                            and not k.endswith('.attn_norm_code')}
     assert all(torch.equal(own[k], v) for k, v in weights.items())
     # tools/convert_checkpoint.py
     dst = str(tmp_path / 'converted.pth')
