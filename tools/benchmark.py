@@ -13,8 +13,8 @@
     # entries: MODEL[:FORM[:PRECISION]], see mmswift/analysis/benchmark.py
 
 Prints a table (absolute times are labelled with the machine) and writes
-the same as JSON (--json). On CUDA, --precision amp is fp16 autocast; on
-CPU bf16.
+the same as JSON (--json), with every run's time. On CUDA, --precision
+amp is fp16 autocast; on CPU bf16.
 """
 import argparse
 import json
@@ -62,11 +62,17 @@ def main(argv=None) -> int:
     p.add_argument('--train-step', action='store_true',
                    help='time one training iteration (forward, backward, optimizer step) '
                    'of whole models on a synthetic batch, instead of inference')
+    p.add_argument('--tf32', choices=['default', 'on', 'off'], default='default',
+                   help="TF32 for CUDA matmuls and convolutions (default: PyTorch's, "
+                   'on for convolutions only); the report records the state')
+    p.add_argument('--keep-going', action='store_true',
+                   help='leave out an entry that fails to build or run (its error goes in '
+                   'the report) instead of stopping')
     p.add_argument('--json', help='output JSON (default work_dirs/benchmark/<time>.json)')
     args = p.parse_args(argv)
 
     import mmswift  # noqa: F401
-    from mmswift.analysis.benchmark import compare, format_table
+    from mmswift.analysis.benchmark import compare, format_table, set_tf32
     if args.entries and args.compare:
         p.error('give entries or --compare, not both')
     if args.entries:
@@ -75,9 +81,11 @@ def main(argv=None) -> int:
         entries = default_entries(args.task, args.model_level, args.precision, args.device)
     hw = tuple(args.input) if args.input else DEFAULT_HW[args.task]
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    set_tf32(args.tf32)
     try:
         report = compare(entries, hw, args.batch, args.device, args.warmup, args.runs,
-                         args.compile, args.flops, log=log, train_step=args.train_step)
+                         args.compile, args.flops, log=log, train_step=args.train_step,
+                         keep_going=args.keep_going)
     except (ValueError, RuntimeError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2

@@ -426,6 +426,17 @@ class _PeakRSS:
         self._t.join()
 
 
+def set_tf32(mode: str = 'default') -> Dict[str, bool]:
+    """TF32 for CUDA matmuls and cuDNN convolutions: ``on``, ``off``, or
+    ``default`` (left as it is: PyTorch's default is on for convolutions,
+    off for matmuls). Returns the state, as :func:`compare` records it."""
+    if mode not in ('default', 'on', 'off'):
+        raise ValueError(f'tf32 must be default, on or off, not {mode!r}')
+    if mode != 'default':
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == 'on'
+    return dict(matmul=torch.backends.cuda.matmul.allow_tf32, cudnn=torch.backends.cudnn.allow_tf32)
+
+
 def _sync(device: str) -> None:
     if device == 'cuda':
         torch.cuda.synchronize()
@@ -459,19 +470,30 @@ def flops_and_params(module: nn.Module, x: torch.Tensor) -> Dict[str, Optional[f
 def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int = 1,
             device: str = 'cpu', warmup: int = 2, runs: int = 5, compile: bool = False,
             flops: bool = False, log: Callable[[str], None] = print,
-            train_step: bool = False) -> Dict[str, object]:
-    """Time ``specs`` interleaved; ratios are to the first entry's median."""
+            train_step: bool = False, keep_going: bool = False) -> Dict[str, object]:
+    """Time ``specs`` interleaved; ratios are to the first entry's median.
+
+    Every row keeps its per-run times (``times_s``, in run order). With
+    ``keep_going`` an entry that fails to build or in its warm-up is left
+    out and its error recorded (``errors``) instead of ending the run."""
     entries = [Entry.parse(s) for s in specs]
     built: List[Built] = []
+    errors: Dict[str, str] = {}
     for e in entries:
         try:
             b = build_entry(e, hw, batch, device, train_step, compile)
         except ImportError as err:
             log(f'skipped {e.spec}: {err}')
             continue
+        except Exception as err:
+            if not keep_going:
+                raise
+            errors[e.spec] = f'{type(err).__name__}: {err}'
+            log(f'failed {e.spec}: {errors[e.spec]}')
+            continue
         built.append(b)
     if not built:
-        raise RuntimeError('no entry could be built')
+        raise RuntimeError('no entry could be built' + (f': {errors}' if errors else ''))
     # the reference and mmswift's backbone with its weights must agree
     checks = {}
     for b in ([] if train_step else built):
@@ -484,11 +506,19 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
                       for u, v in zip(ours, theirs))
             checks[b.entry.spec] = err
     memory: Dict[str, int] = {}
-    for b in built:  # warm-up, and peak memory of one call
-        for _ in range(warmup):
-            b.call()
-            for part in b.parts.values():
-                part()
+    for b in list(built):  # warm-up, and peak memory of one call
+        try:
+            for _ in range(warmup):
+                b.call()
+                for part in b.parts.values():
+                    part()
+        except Exception as err:
+            if not keep_going:
+                raise
+            errors[b.entry.spec] = f'{type(err).__name__}: {err}'
+            log(f'failed {b.entry.spec}: {errors[b.entry.spec]}')
+            built.remove(b)
+            continue
         gc.collect()
         if device == 'cuda':
             torch.cuda.reset_peak_memory_stats()
@@ -498,6 +528,8 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
             with _PeakRSS() as peak:
                 b.call()
             memory[b.entry.spec] = peak.peak - peak.base
+    if not built:
+        raise RuntimeError(f'every entry failed: {errors}')
     times: Dict[str, List[float]] = {b.entry.spec: [] for b in built}
     part_times: Dict[str, Dict[str, List[float]]] = {
         b.entry.spec: {k: [] for k in b.parts} for b in built}
@@ -514,7 +546,7 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
         s = summarize(times[b.entry.spec])
         row = dict(entry=b.entry.spec, model=b.entry.model, form=b.entry.form,
                    precision=b.entry.precision, params_m=b.params / 1e6, **s,
-                   ratio=s['median_s'] / base_median,
+                   times_s=times[b.entry.spec], ratio=s['median_s'] / base_median,
                    throughput_img_s=batch / s['median_s'],
                    peak_mem_mb=memory[b.entry.spec] / 2**20)
         if b.entry.spec in checks:
@@ -524,13 +556,20 @@ def compare(specs: Sequence[str], hw: Tuple[int, int] = (800, 1344), batch: int 
             row['split_s'] = dict(backbone=pm['backbone'],
                                   neck=pm['backbone+neck'] - pm['backbone'],
                                   heads=s['median_s'] - pm['backbone+neck'])
+            row['part_times_s'] = part_times[b.entry.spec]
         if flops and not train_step:
             row.update(flops_and_params(b.module, b.extra['input']))
         rows.append(row)
     return dict(machine=machine_description(), device=device, input_hw=list(hw),
                 batch=batch, warmup=warmup, runs=runs, compile=compile, baseline=base,
                 measured='train_step' if train_step else 'inference',
-                interleaved=True, results=rows)
+                interleaved=True, torch=torch.__version__,
+                tf32=dict(matmul=torch.backends.cuda.matmul.allow_tf32,
+                          cudnn=torch.backends.cudnn.allow_tf32),
+                cudnn_benchmark=torch.backends.cudnn.benchmark,
+                timing=('wall clock (time.perf_counter) of one call, with torch.cuda.synchronize() '
+                        'before and after it on CUDA; entries round robin, one call each per round'),
+                errors=errors, results=rows)
 
 
 def format_table(report: Dict[str, object]) -> str:
@@ -550,4 +589,6 @@ def format_table(report: Dict[str, object]) -> str:
         if 'split_s' in r:
             lines[-1] += '  (' + ', '.join(f'{k} {v:.3f}s' for k, v in r['split_s'].items()) + ')'
     lines.append(f'ratios: median time / median of {report["baseline"]}')
+    for spec, err in (report.get('errors') or {}).items():
+        lines.append(f'failed {spec}: {err}')
     return '\n'.join(lines)
