@@ -121,7 +121,10 @@ if [ -z "$OFFLINE" ]; then
   log "OpenMMLab stack, test requirements and mmswift (editable)"
   torch_pin="torch==$TORCH_VERSION"
   [ "$TORCH_VERSION" = installed ] && torch_pin="torch==$torch_full"
-  "${PIP[@]}" -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" "$torch_pin"
+  # runtime.txt and tests.txt hold ranges (what setup.py declares); tested.txt pins
+  # them to the exact set CI tests
+  "${PIP[@]}" -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt" \
+    -c "$ROOT/requirements/tested.txt" "$torch_pin"
 fi
 if [ -n "$OFFLINE" ]; then  # setuptools' develop would start an isolated (online) build
   "${PIP[@]}" -q --no-build-isolation --no-deps "$ROOT"
