@@ -33,8 +33,9 @@ def switch_backbone_to_deploy(model: Any, log: bool = True) -> bool:
     backbone) in eval mode with its SwiftFormer backbone in the deploy form,
     and log it. Returns whether there was one to switch."""
     from mmengine.logging import print_log
-    from mmengine.model import is_model_wrapper
+    from mmengine.model import BaseTTAModel, is_model_wrapper
     model = model.module if is_model_wrapper(model) else model
+    model = model.module if isinstance(model, BaseTTAModel) else model  # --tta
     backbone = getattr(model, 'backbone', model)
     if not hasattr(backbone, 'switch_to_deploy'):
         return False
@@ -53,7 +54,9 @@ def check_checkpoint(path: str, cfg: Config, what: str) -> None:
     from .fileio import read_checkpoint
     from .models import SwiftFormer
     from .models.pretrained import check_checkpoint_variant
-    backbone = cfg.get('model', {}).get('backbone', {})
+    model = cfg.get('model', {})
+    model = model.get('module', model) if 'backbone' not in model else model  # --tta
+    backbone = model.get('backbone', {})
     arch = backbone.get('arch')
     if str(backbone.get('type', '')).endswith('SwiftFormer') and isinstance(arch, str) \
             and arch.lower() in SwiftFormer.arch_settings:
@@ -70,13 +73,15 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
     if checkpoint is not None:
         check_checkpoint(checkpoint, cfg, 'CHECKPOINT')
     scope = cfg.get('default_scope', 'mmdet')
-    if scope == 'mmseg':
-        from mmseg.apis import MMSegInferencer
-        inferencer = MMSegInferencer(model=config, weights=checkpoint, device=device)
-    else:
-        from mmdet.apis import DetInferencer
-        inferencer = DetInferencer(model=config, weights=checkpoint, device=device,
-                                   show_progress=False)
+    from .compat import allowed_checkpoint_types
+    with allowed_checkpoint_types():  # mmengine's torch.load of a Runner checkpoint
+        if scope == 'mmseg':
+            from mmseg.apis import MMSegInferencer
+            inferencer = MMSegInferencer(model=config, weights=checkpoint, device=device)
+        else:
+            from mmdet.apis import DetInferencer
+            inferencer = DetInferencer(model=config, weights=checkpoint, device=device,
+                                       show_progress=False)
     from .models.kernels import check_feature_consumers
     check_feature_consumers(inferencer.model)
     if deploy:
@@ -106,7 +111,8 @@ def init_model(config: str, checkpoint: Optional[str] = None, device: str = 'cpu
     cfg.model.pop('pretrained', None)
     if checkpoint is not None:
         check_checkpoint(checkpoint, cfg, 'CHECKPOINT')
-    with warnings.catch_warnings():  # "checkpoint is None, use COCO classes"
+    from .compat import allowed_checkpoint_types
+    with warnings.catch_warnings(), allowed_checkpoint_types():  # "checkpoint is None, ..."
         warnings.simplefilter('ignore', UserWarning)
         if cfg.get('default_scope', 'mmdet') == 'mmseg':
             from mmseg.apis import init_model as init_segmentor

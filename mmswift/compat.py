@@ -1,7 +1,26 @@
 """Fixes that let mmengine 0.10 / mmcv 2.1 / mmdet 3.3 / mmseg 1.2 run on
-today's torch (>= 2.6) and numpy (2.x). Applied once, on ``import mmswift``;
-nothing in site-packages is edited. Each fix has a test in
-``tests/test_compat.py`` that fails without it.
+today's torch (>= 2.6) and numpy (2.x). Nothing in site-packages is edited.
+Each fix has a test in ``tests/test_compat.py`` that fails without it.
+
+``import mmswift`` (a config's ``custom_imports``) applies none of them: it
+only registers modules, and building the backbone works on any mmengine.
+:func:`apply_all` applies them, once, where they are needed:
+
+* at the start of mmswift's tools that run a Runner or an inferencer
+  (:func:`mmswift.engine.launch.run_tool`: train, test, image_demo,
+  pretrain_demo, convert_checkpoint);
+* when a Runner is built from an mmswift config, whatever tool builds it
+  (mmdet's and mmseg's ``tools/train.py`` / ``test.py`` included): every
+  mmswift hook calls it in its constructor, and the configs name them
+  (``default_hooks.checkpoint`` and ``custom_hooks``). mmengine builds the
+  hooks in ``Runner.__init__``, before ``train()`` / ``test()`` load or
+  resume a checkpoint.
+
+mmswift's own checkpoint reader (:func:`mmswift.fileio.read_checkpoint`:
+``init_cfg``, ``tools/test.py``'s check, the converters) and
+``mmswift.apis.init_model`` / ``build_inferencer`` allow the types of fix 1
+for their own loads only (:func:`allowed_checkpoint_types`), so they work
+without :func:`apply_all` and leave torch's global list as they found it.
 
 1. ``torch.load`` defaults to ``weights_only=True`` since torch 2.6 and
    mmengine 0.10.7 calls it without the argument, so a Runner checkpoint
@@ -16,24 +35,31 @@ nothing in site-packages is edited. Each fix has a test in
    type explicitly with ``MMSWIFT_SAFE_GLOBALS=module.Name[,...]``.
 2. mmengine's ``init_dist('pytorch')`` always calls
    ``torch.cuda.set_device``, which crashes on CPU-only torch; on a machine
-   without CUDA the process group is initialised with gloo instead.
+   without CUDA the process group is initialised with gloo instead. Only
+   mmswift's tools initialise the process group after :func:`apply_all`
+   (mmengine's Runner does it before it builds hooks), so a CPU-only
+   distributed run needs ``tools/train.py`` / ``tools/test.py``.
+3. The file backend ``'mmswift_atomic'`` (atomic checkpoint writes,
+   :class:`mmswift.fileio.AtomicLocalBackend`) is registered with mmengine.
 
 Four places override mmengine internals that its public API does not cover
 (``_init_dist_pytorch`` here, ``CheckpointHook._save_checkpoint_with_step``,
 ``runner._randomness_cfg``, the Runner teardown). Each calls
 ``require_mmengine_internals`` first, which fails loudly on an mmengine
-outside the versions they were written against.
+outside the versions they were written against; :func:`apply_all` turns
+that failure of fix 2 into a warning naming what will not work.
 """
 import importlib
 import os
 import pickle
-from typing import Any, List
+import warnings
+from typing import Any, ContextManager, List
 
 import numpy as np
 import torch
 
-__all__ = ['CHECKPOINT_SAFE_GLOBALS', 'MMENGINE_INTERNALS_RANGE', 'SAFE_GLOBALS_ENV',
-           'apply_all', 'require_mmengine_internals']
+__all__ = ['MMENGINE_INTERNALS_RANGE', 'SAFE_GLOBALS_ENV', 'allowed_checkpoint_types',
+           'apply_all', 'checkpoint_safe_globals', 'require_mmengine_internals']
 
 SAFE_GLOBALS_ENV = 'MMSWIFT_SAFE_GLOBALS'
 # mmengine versions whose internals mmswift's overrides were written against
@@ -75,24 +101,21 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
         f'not allow under weights_only=True')
 
 
-def _checkpoint_safe_globals() -> List[Any]:
-    from mmengine.logging import HistoryBuffer
-    return _numpy_pickle_globals() + [
-        HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')]
+_CHECKPOINT_SAFE_GLOBALS: List[Any] = []
 
 
-CHECKPOINT_SAFE_GLOBALS: List[Any] = []
+def checkpoint_safe_globals() -> List[Any]:
+    """The types a mmengine Runner checkpoint holds (fix 1), as
+    ``torch.serialization.add_safe_globals`` takes them."""
+    if not _CHECKPOINT_SAFE_GLOBALS:
+        from mmengine.logging import HistoryBuffer
+        _CHECKPOINT_SAFE_GLOBALS.extend(_numpy_pickle_globals() + [
+            HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')])
+    return list(_CHECKPOINT_SAFE_GLOBALS)
 
 
-def allow_mmengine_checkpoint_types() -> None:
-    """Fix 1: let ``weights_only`` loads read mmengine Runner checkpoints."""
-    if not CHECKPOINT_SAFE_GLOBALS:
-        CHECKPOINT_SAFE_GLOBALS.extend(_checkpoint_safe_globals())
-        torch.serialization.add_safe_globals(CHECKPOINT_SAFE_GLOBALS)
-
-
-def allow_user_trusted_types() -> List[Any]:
-    """Allow the ``module.Name`` types listed in ``$MMSWIFT_SAFE_GLOBALS``."""
+def user_trusted_types() -> List[Any]:
+    """The ``module.Name`` types listed in ``$MMSWIFT_SAFE_GLOBALS``."""
     allowed = []
     for name in filter(None, (n.strip() for n in
                               os.environ.get(SAFE_GLOBALS_ENV, '').split(','))):
@@ -103,18 +126,43 @@ def allow_user_trusted_types() -> List[Any]:
             raise ImportError(f'{SAFE_GLOBALS_ENV}={name!r}: cannot import '
                               f'{name} ({e}); give module.Name, comma-separated') from e
         allowed.append(obj)
-    if allowed:
-        torch.serialization.add_safe_globals(allowed)
     return allowed
+
+
+def _add_missing(types: List[Any]) -> None:
+    have = torch.serialization.get_safe_globals()
+    missing = [t for t in types if t not in have]
+    if missing:
+        torch.serialization.add_safe_globals(missing)
+
+
+def allow_mmengine_checkpoint_types() -> None:
+    """Fix 1, for the whole process: ``weights_only`` loads read mmengine
+    Runner checkpoints (mmengine's own ``load_checkpoint`` / resume)."""
+    _add_missing(checkpoint_safe_globals())
+
+
+def allow_user_trusted_types() -> List[Any]:
+    """Allow the types of ``$MMSWIFT_SAFE_GLOBALS`` for the whole process."""
+    allowed = user_trusted_types()
+    _add_missing(allowed)
+    return allowed
+
+
+def allowed_checkpoint_types() -> ContextManager[None]:
+    """A context manager: fix 1 and ``$MMSWIFT_SAFE_GLOBALS`` for the loads
+    inside the block only; torch's list of safe globals is restored on exit.
+    ``$MMSWIFT_SAFE_GLOBALS`` is read (and its errors raised) on the call."""
+    return torch.serialization.safe_globals(checkpoint_safe_globals() + user_trusted_types())
 
 
 def init_dist_gloo_without_cuda() -> None:
     """Fix 2: ``init_dist('pytorch')`` on CPU-only machines uses gloo."""
     from mmengine.dist import utils as dist_utils
-    require_mmengine_internals('mmswift.compat.init_dist_gloo_without_cuda')
     original = dist_utils._init_dist_pytorch
     if getattr(original, '_mmswift_patched', False):
         return
+    require_mmengine_internals('mmswift.compat.init_dist_gloo_without_cuda')
 
     def _init_dist_pytorch(backend: str = 'nccl', init_backend: str = 'torch',
                            **kwargs: Any) -> None:
@@ -127,10 +175,23 @@ def init_dist_gloo_without_cuda() -> None:
     dist_utils._init_dist_pytorch = _init_dist_pytorch
 
 
+_warned_dist = False
+
+
 def apply_all() -> None:
+    """Apply fixes 1-3 (idempotent, cheap after the first call). On an
+    mmengine whose internals fix 2 does not know, that fix is skipped with
+    a warning naming what will not work; nothing raises for it."""
+    global _warned_dist
     allow_mmengine_checkpoint_types()
     allow_user_trusted_types()
-    init_dist_gloo_without_cuda()
-
-
-apply_all()
+    from .fileio import register_atomic_backend
+    register_atomic_backend()
+    try:
+        init_dist_gloo_without_cuda()
+    except RuntimeError as e:
+        if not _warned_dist:
+            _warned_dist = True
+            warnings.warn(f'mmswift: distributed runs on CPU-only machines (--launcher '
+                          f'pytorch without CUDA) will fail in torch.cuda.set_device: '
+                          f'this fix was not applied. {e}', stacklevel=2)

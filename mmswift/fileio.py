@@ -13,7 +13,12 @@ unpickler then reports random bytes or a JPEG as an "unsupported" object.
 
 Writing: ``atomic_write`` and the file backend ``'mmswift_atomic'`` write
 to a temporary name in the same folder, fsync and rename, so a path holds
-either the old complete file or the new complete one.
+either the old complete file or the new complete one. The backend is
+registered by :func:`register_atomic_backend`, not on import.
+
+Reading allows the types of a mmengine Runner checkpoint (and those of
+``$MMSWIFT_SAFE_GLOBALS``) for its own ``torch.load`` only
+(:func:`mmswift.compat.allowed_checkpoint_types`).
 ``find_resumable_checkpoint`` is what ``tools/train.py --resume`` uses: the
 checkpoint named by ``last_checkpoint`` if it is complete, otherwise the
 newest complete one in the work dir (work dirs of plain mmdet/mmseg too).
@@ -158,19 +163,22 @@ def read_checkpoint(path: str, map_location: str = 'cpu', what: str = 'checkpoin
         raise CheckpointError(f'{what}: {path} is {problem}; give a checkpoint written by '
                               f'torch.save or safetensors (copy or download it again if it '
                               f'should be one)')
+    from .compat import allowed_checkpoint_types
+    allowed = allowed_checkpoint_types()  # reads $MMSWIFT_SAFE_GLOBALS: its errors are its own
     try:
         with open(path, 'rb') as f:
             head = f.read(16)
         if _is_safetensors(path, head) and not head.startswith(b'PK'):
             from safetensors.torch import load_file
             return load_file(path, device=map_location)
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True,
-                              mmap=mmap and head.startswith(b'PK'))
-        except RuntimeError as e:
-            if mmap and 'mmap' in str(e):  # e.g. zips written without alignment
-                return torch.load(path, map_location=map_location, weights_only=True)
-            raise
+        with allowed:
+            try:
+                return torch.load(path, map_location=map_location, weights_only=True,
+                                  mmap=mmap and head.startswith(b'PK'))
+            except RuntimeError as e:
+                if mmap and 'mmap' in str(e):  # e.g. zips written without alignment
+                    return torch.load(path, map_location=map_location, weights_only=True)
+                raise
     except Exception as e:  # a damaged archive fails anywhere in the unpickler
         refused = disallowed_global(e)
         if refused:  # a complete checkpoint, with a type we do not unpickle
@@ -228,7 +236,13 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(obj.encode(encoding), str(filepath))
 
 
-register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
+def register_atomic_backend() -> None:
+    """Register ``'mmswift_atomic'`` with mmengine's file backends (once;
+    :func:`mmswift.compat.apply_all` and ``AtomicCheckpointHook`` call it,
+    importing this module does not)."""
+    from mmengine.fileio.backends.registry_utils import backends
+    if backends.get(ATOMIC_BACKEND) is not AtomicLocalBackend:
+        register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
 
 
 # -------------------------------------------------------------- resuming

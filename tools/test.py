@@ -6,8 +6,11 @@ mmdet configs print the COCO bbox/segm table; mmseg configs the mIoU table.
 The SwiftFormer backbone runs in its deploy form (``--no-deploy`` keeps the
 training form).
 ``--out``: a .pkl of predictions for detection (as mmdet), a folder of label
-PNGs for segmentation (as mmseg). The test dataset is checked first
-(``--skip-data-check`` skips that).
+PNGs for segmentation (as mmseg). ``--tta``: test-time augmentation as in
+mmdet's and mmseg's test.py (the config's ``tta_model`` and ``tta_pipeline``;
+Mask R-CNN configs are refused: mmdet's ``DetTTAModel`` merges boxes only).
+The test dataset is checked first, once per job (rank 0;
+``--skip-data-check`` skips that).
 Exit status: 0 done, 2 bad input (one ``error:`` line), 1 anything else.
 """
 import argparse
@@ -37,6 +40,11 @@ def parse_args(argv=None):
     p.add_argument('--no-deploy', action='store_true',
                    help='test the training form of the backbone (default: its deploy form, '
                    'folded and fused, the same outputs within 1e-4)')
+    p.add_argument('--tta', action='store_true',
+                   help='test-time augmentation, as mmdet\'s and mmseg\'s test.py: the config\'s '
+                   'tta_model wraps its model and tta_pipeline replaces the test pipeline '
+                   '(seg: mmseg\'s multi-scale + flip; det: mmdet\'s DetTTAModel with flip, '
+                   'boxes only)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override config entries')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -80,10 +88,64 @@ def dump_predictions(cfg, args):
     cfg.test_evaluator = evaluators + [dict(type='DumpDetResults', out_file_path=args.out)]
 
 
+def _det_flip_tta_pipeline(cfg):
+    """mmdet's test.py default: the test pipeline with its packing step
+    replaced by a horizontal flip / no flip ``TestTimeAug``."""
+    from copy import deepcopy
+    data = cfg.test_dataloader.dataset
+    while 'dataset' in data:
+        data = data['dataset']
+    pipeline = deepcopy(data.pipeline)
+    pipeline[-1] = dict(
+        type='TestTimeAug',
+        transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                    [dict(type='PackDetInputs',
+                          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                     'scale_factor', 'flip', 'flip_direction'))]])
+    return pipeline
+
+
+def enable_tta(cfg, config: str) -> None:
+    """--tta as mmseg's and mmdet's test.py do it: ``cfg.tta_model`` wraps
+    ``cfg.model`` and ``cfg.tta_pipeline`` becomes the test pipeline. mmseg
+    configs inherit both from mmseg's bases (``SegTTAModel``; ADE20K's
+    multi-scale + flip pipeline). For mmdet configs without them, mmdet's
+    defaults (``DetTTAModel``, flip); mmdet 3.3's ``DetTTAModel`` merges boxes
+    only, so a model that predicts masks is refused here, naming the config,
+    rather than at its first test batch."""
+    from mmengine.config import ConfigDict
+
+    from mmswift.errors import ConfigError
+    if cfg.get('default_scope') == 'mmseg':
+        missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+        if missing:
+            raise ConfigError(f'--tta: {config} has no {" or ".join(missing)} '
+                              f'(mmseg\'s configs inherit them from _base_/default_runtime.py '
+                              f'and _base_/datasets/*.py); add them or test without --tta')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+        return
+    roi_head = cfg.model.get('roi_head') or {}
+    if roi_head.get('mask_head') is not None or cfg.model.get('mask_head') is not None:
+        raise ConfigError(
+            f'--tta: {config} is an instance segmentation model ({cfg.model.type} predicts '
+            f'masks), and mmdet 3.3\'s DetTTAModel merges boxes only ("TTA of instance '
+            f'segmentation does not support now"); test without --tta')
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='DetTTAModel', tta_cfg=dict(
+            nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        cfg.tta_pipeline = _det_flip_tta_pipeline(cfg)
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
 def test(args) -> None:
     from mmswift.apis import check_checkpoint
     from mmswift.engine.datacheck import check_datasets, reuse_checked_datasets
-    from mmswift.engine.launch import adapt_to_device, load_config, release_runner
+    from mmswift.engine.launch import (adapt_to_device, init_distributed, load_config,
+                                       on_rank_zero, release_runner)
     from mmswift.models.kernels import check_feature_consumers
 
     cfg = load_config(args.config)
@@ -95,6 +157,8 @@ def test(args) -> None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.tta:  # a config that cannot: before anything is read
+        enable_tta(cfg, args.config)
     check_checkpoint(args.checkpoint, cfg, 'CHECKPOINT')
     cfg.load_from = args.checkpoint
     if not args.no_deploy:  # after the checkpoint is loaded: see DeployHook
@@ -104,10 +168,11 @@ def test(args) -> None:
     if args.out:
         dump_predictions(cfg, args)
     adapt_to_device(cfg, args.launcher)
-    checked = {}  # the datasets the check built, reused by the Runner
-    if not args.skip_data_check:
-        check_datasets(cfg, ('test',), args.config, cfg.work_dir,
-                       full=args.full_data_check, built=checked)
+    init_distributed(cfg, args.launcher)  # as the Runner would, for the check's verdict
+    checked = {}  # the datasets the check built, reused by the Runner (rank 0)
+    if not args.skip_data_check:  # once per job: rank 0 checks, the others wait
+        on_rank_zero(check_datasets, cfg, ('test',), args.config, cfg.work_dir,
+                     full=args.full_data_check, built=checked)
 
     # build the runner from config
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

@@ -6,7 +6,9 @@
 The flags are mmdet's / mmseg's; the config decides which library runs.
 Before training, the train and val datasets are checked (missing root,
 invalid annotations, missing or unreadable images) so that a bad dataset
-fails in seconds with one line; ``--skip-data-check`` skips that.
+fails in seconds with one line; ``--skip-data-check`` skips that. In a
+distributed job the process group is set up first and only rank 0 checks;
+the other ranks wait and stop with rank 0's error if it finds one.
 A second job started into a work dir that a live job writes to refuses at
 once; a claim left by a killed job is taken over (``.mmswift_claim``).
 On SIGTERM (``PreemptionHook``) training writes a checkpoint and exits 3.
@@ -54,9 +56,10 @@ def parse_args(argv=None):
 def train(args) -> None:
     from mmswift.apis import check_checkpoint
     from mmswift.engine.datacheck import check_datasets, reuse_checked_datasets
-    from mmswift.engine.launch import adapt_to_device, load_config, release_runner
-    from mmswift.models.kernels import check_feature_consumers
+    from mmswift.engine.launch import (adapt_to_device, init_distributed, load_config,
+                                       on_rank_zero, release_runner)
     from mmswift.engine.workdir_claim import WorkDirClaim
+    from mmswift.models.kernels import check_feature_consumers
     from mmswift.errors import ConfigError
     from mmswift.fileio import find_resumable_checkpoint
 
@@ -94,14 +97,16 @@ def train(args) -> None:
     if cfg.get('load_from') and '://' not in cfg.load_from:
         check_checkpoint(cfg.load_from, cfg, '--resume' if cfg.get('resume') else 'load_from')
     adapt_to_device(cfg, args.launcher)
+    # the process group first (as the Runner would), so that the ranks can
+    # share the claim's and the data check's verdicts
+    init_distributed(cfg, args.launcher)
     # one job per work dir (rank 0 holds the claim; a stale one is taken over)
-    rank = int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', 0)))
-    claim = WorkDirClaim(cfg.work_dir).acquire() if rank == 0 else None
+    claim = on_rank_zero(WorkDirClaim(cfg.work_dir).acquire)
     try:
-        checked = {}  # the datasets the check built, reused by the Runner
-        if not args.skip_data_check:
-            check_datasets(cfg, ('train', 'val'), args.config, cfg.work_dir,
-                           full=args.full_data_check, built=checked)
+        checked = {}  # the datasets the check built, reused by the Runner (rank 0)
+        if not args.skip_data_check:  # once per job: rank 0 checks, the others wait
+            on_rank_zero(check_datasets, cfg, ('train', 'val'), args.config, cfg.work_dir,
+                         full=args.full_data_check, built=checked)
 
         # build the runner from config
         runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)

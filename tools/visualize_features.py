@@ -65,7 +65,8 @@ def parse_args(argv=None):
                    'energy-in-mask ratio per stage')
     p.add_argument('--out-dir', default='feature_maps', help='output folder')
     p.add_argument('--no-draw', action='store_true', help='only compute --masks ratios')
-    p.add_argument('--device', default='cpu')
+    from mmswift.engine.launch import add_device_argument
+    add_device_argument(p)
     p.add_argument('--no-deploy', action='store_true',
                    help='run the training form of the backbone (default: its deploy form)')
     p.add_argument('--seed', type=int, default=0,
@@ -165,6 +166,7 @@ def load_inputs(args):
     from mmswift.visualization import ObjectMasks, build_feature_extractor, collect_images
     paths = [p for pattern in args.inputs for p in collect_images(pattern)]
     torch.manual_seed(args.seed)  # random weights are reproducible
+    print(f'device: {args.device}')
     extractor = build_feature_extractor(args.config, args.arch, args.checkpoint, args.device,
                                         deploy=not args.no_deploy)
     return paths, extractor, ObjectMasks(args.masks) if args.masks else None

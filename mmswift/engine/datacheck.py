@@ -3,6 +3,9 @@
 ``tools/train.py`` checks the train and val datasets, ``tools/test.py``
 the test dataset (``--skip-data-check`` turns it off). Every problem is
 one ``DatasetError`` line: what is wrong, which path, what to do.
+In a distributed job the check runs once, on rank 0, while the other
+ranks wait for its verdict (:func:`mmswift.engine.launch.on_rank_zero`);
+a check of many images shows a progress bar.
 
 Decision on bad images: a sample whose image (or label PNG) is missing,
 empty, unreadable, or whose label size differs from its image, stops the
@@ -172,20 +175,46 @@ def _chunk_problems(chunk: List[Tuple[str, Optional[str]]], decode: bool) -> Lis
     return [p for p in (_sample_problem(paths, decode) for paths in chunk) if p]
 
 
+# checks of at least this many samples run in worker processes and show a
+# progress bar (mmengine's ProgressBar, on stdout)
+PARALLEL_MIN_SAMPLES = 2000
+PROGRESS_MIN_SAMPLES = 2000
+
+
 def find_bad_files(samples: List[Tuple[str, Optional[str]]], decode: bool = False,
-                   workers: Optional[int] = None) -> List[str]:
+                   workers: Optional[int] = None,
+                   progress: Optional[bool] = None) -> List[str]:
     """The problems of ``(image, label or None)`` pairs, in order. Runs in
     ``workers`` processes (default: 2 per core; a shared filesystem's latency
     hides behind the second), not threads: header parsing holds the GIL, and
-    8 threads on 2 cores took three times as long as one."""
+    8 threads on 2 cores took three times as long as one. ``progress``: show
+    a progress bar (default: from ``PROGRESS_MIN_SAMPLES`` samples on)."""
+    import sys
+
+    from mmengine.utils import ProgressBar
     workers = workers or 2 * (os.cpu_count() or 1)
-    if workers == 1 or len(samples) < 2000:
-        return _chunk_problems(samples, decode)
-    size = max(500, len(samples) // (workers * 8))
+    parallel = workers > 1 and len(samples) >= PARALLEL_MIN_SAMPLES
+    size = max(500, len(samples) // (workers * 8)) if parallel else 500
     chunks = [samples[i:i + size] for i in range(0, len(samples), size)]
+    check = partial(_chunk_problems, decode=decode)
+    show = len(samples) >= PROGRESS_MIN_SAMPLES if progress is None else progress
+    bar = ProgressBar(len(samples), file=sys.stdout) if show else None
+    problems: List[str] = []
+
+    def collect(results) -> List[str]:
+        for chunk, found in zip(chunks, results):  # in order, as each chunk is done
+            problems.extend(found)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.file.write('\n')
+            bar.file.flush()
+        return problems
+
+    if not parallel:
+        return collect(map(check, chunks))
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('fork')) as pool:
-        return [p for found in pool.map(partial(_chunk_problems, decode=decode), chunks)
-                for p in found]
+        return collect(pool.map(check, chunks))
 
 
 def _build(ds: dict, label: str, config: str):

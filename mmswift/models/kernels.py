@@ -29,9 +29,12 @@ channels_last maps are slower than the same GEMMs on CPU.
 Where a form could change what a caller sees, ``forward()`` runs instead:
 training with stochastic depth or dropout, training off the CPU, autocast,
 tracing (ONNX), scripting, ``torch.compile``, forward-mode AD and
-``torch.func`` transforms. Double backward goes through a differentiable
-recomputation. Every form equals the plain one up to float rounding; the
-tests compare them through this switch.
+``torch.func`` transforms, and modules that someone observes: hooks on a
+stage, a block or any of its submodules, or global module hooks (FLOP
+counters such as mmengine's ``get_model_complexity_info``, feature
+extractors), which the fast forms would bypass (:func:`observed`). Double
+backward goes through a differentiable recomputation. Every form equals the
+plain one up to float rounding; the tests compare them through this switch.
 """
 from dataclasses import dataclass, fields
 from typing import Optional, Tuple, Union
@@ -103,6 +106,30 @@ def eager_full_precision(x: torch.Tensor) -> bool:
     return not torch.is_autocast_enabled(x.device.type)
 
 
+def _has_hooks(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                or m._backward_pre_hooks)
+
+
+def observed(module: nn.Module) -> bool:
+    """Whether hooks watch ``module`` or any submodule run, or global module
+    hooks are registered: then the plain ``forward()`` runs, so that every
+    hook sees the call it expects. About 10 us per block."""
+    if _has_any_global_hook():
+        return True
+    return any(_has_hooks(m) for m in module.modules())
+
+
+def _has_any_global_hook() -> bool:
+    import torch.nn.modules.module as module_mod
+    has_any = getattr(module_mod, '_has_any_global_hook', None)
+    if has_any is not None:
+        return bool(has_any())
+    return any(getattr(module_mod, name, None) for name in (
+        '_global_forward_hooks', '_global_forward_pre_hooks', '_global_backward_hooks',
+        '_global_backward_pre_hooks'))
+
+
 def needs_autograd(x: torch.Tensor, module: nn.Module) -> bool:
     """Whether autograd must see this block: grad mode and anything that
     requires grad, the input or any parameter (a layer scale alone too)."""
@@ -151,7 +178,7 @@ class BlockKernels:
         return x.contiguous(memory_format=torch.channels_last)
 
     def stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.plain:
+        if self.plain or _has_hooks(stage) or _has_hooks(stage.blocks):
             return stage(x)
         x = stage.downsample(x)
         for block in stage.blocks:
@@ -162,7 +189,7 @@ class BlockKernels:
 
     def block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         from .backbones.swiftformer import ConvEncoder, SwiftFormerBlock
-        if not eager_full_precision(x):
+        if not eager_full_precision(x) or observed(block):
             return block(x)
         grad = needs_autograd(x, block)
         if grad and x.device.type != 'cpu':

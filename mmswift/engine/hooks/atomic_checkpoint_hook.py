@@ -9,7 +9,7 @@ import os.path as osp
 
 from mmengine.hooks import CheckpointHook
 
-from ...compat import require_mmengine_internals
+from ...compat import apply_all, require_mmengine_internals
 from ...errors import CheckpointWriteError
 from ...fileio import ATOMIC_BACKEND, atomic_write, find_resumable_checkpoint
 from ...registry import HOOKS
@@ -30,6 +30,7 @@ class AtomicCheckpointHook(CheckpointHook):
     """
 
     def __init__(self, *args, **kwargs) -> None:
+        apply_all()  # the Runner is built from an mmswift config: see mmswift.compat
         require_mmengine_internals('AtomicCheckpointHook._save_checkpoint_with_step')
         super().__init__(*args, **kwargs)
         if self.backend_args is None and self.file_client_args is None:

@@ -1,6 +1,7 @@
 """Test with the backbone's deploy form."""
 from mmengine.hooks import Hook
 
+from mmswift.compat import apply_all
 from mmswift.registry import HOOKS
 
 
@@ -18,6 +19,9 @@ class DeployHook(Hook):
     """
 
     priority = 'BELOW_NORMAL'
+
+    def __init__(self) -> None:
+        apply_all()  # the Runner is built from an mmswift config: see mmswift.compat
 
     def before_test_epoch(self, runner) -> None:
         from mmengine.hooks import EMAHook

@@ -6,6 +6,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from mmswift.compat import apply_all
 from mmswift.registry import HOOKS
 from mmswift.visualization.attention import AttentionRecorder
 from mmswift.visualization.extractor import crop_to_image
@@ -41,6 +42,7 @@ class FeatureMapVisHook(Hook):
                  show: str = 'features') -> None:
         if show not in SHOWS:
             raise ValueError(f'FeatureMapVisHook: show={show!r}; expected one of {SHOWS}')
+        apply_all()  # the Runner is built from an mmswift config: see mmswift.compat
         self.show = show
         self._told_constant = False
         self.interval = interval

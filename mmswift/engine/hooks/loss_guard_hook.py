@@ -11,6 +11,7 @@ from mmengine import dist
 from mmengine.hooks import Hook
 from mmengine.runner import IterBasedTrainLoop
 
+from ...compat import apply_all
 from ...errors import NonFiniteLossError
 from ...registry import HOOKS
 from ...fileio import find_resumable_checkpoint
@@ -34,6 +35,9 @@ class LossGuardHook(Hook):
     loss only.
     """
     priority = 'ABOVE_NORMAL'  # before CheckpointHook / LoggerHook
+
+    def __init__(self) -> None:
+        apply_all()  # the Runner is built from an mmswift config: see mmswift.compat
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None,
                          outputs: Optional[dict] = None) -> None:

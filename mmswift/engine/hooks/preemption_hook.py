@@ -11,6 +11,7 @@ import torch
 from mmengine import dist
 from mmengine.hooks import Hook
 
+from ...compat import apply_all
 from ...errors import PreemptedError
 from ...fileio import atomic_write
 from ...registry import HOOKS
@@ -34,6 +35,7 @@ class PreemptionHook(Hook):
     priority = 'LOWEST'  # after the checkpoint and loss-guard hooks of the iteration
 
     def __init__(self, signals: Sequence[Union[str, int]] = ('SIGTERM', )) -> None:
+        apply_all()  # the Runner is built from an mmswift config: see mmswift.compat
         self.signals = [getattr(signal, s) if isinstance(s, str) else signal.Signals(s)
                         for s in signals]
         self.received: Optional[int] = None

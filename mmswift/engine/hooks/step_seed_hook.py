@@ -22,7 +22,7 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.runner import IterBasedTrainLoop
 
-from ...compat import require_mmengine_internals
+from ...compat import apply_all, require_mmengine_internals
 from ...registry import HOOKS
 
 
@@ -93,6 +93,7 @@ class StepSeedHook(Hook):
     priority = 'VERY_HIGH'
 
     def __init__(self) -> None:
+        apply_all()  # the Runner is built from an mmswift config: see mmswift.compat
         require_mmengine_internals('StepSeedHook (runner._randomness_cfg)')
 
     def _seed_and_rank(self, runner):
