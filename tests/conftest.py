@@ -1,3 +1,4 @@
+import contextlib
 import functools
 import glob
 import importlib.util
@@ -12,6 +13,12 @@ import time
 
 import pytest
 import torch
+
+from mmswift.compat import apply_all
+
+# The tests read the Runner checkpoints their jobs wrote (torch.load under
+# weights_only), as mmswift's tools and hooks do after apply_all().
+apply_all()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -101,23 +108,33 @@ def _manager_classes():
     return [c for c in found if '_instance_dict' in vars(c)]
 
 
+@contextlib.contextmanager
+def own_mmengine_instances():
+    """Forget, on leaving, the mmengine instances created inside. A Runner
+    takes its visualizer, logger and message hub by name ('visualizer' in
+    every mmdet/mmseg config), so without this an in-process run writes its
+    scalars and log into the work dir of an earlier Runner."""
+    before = {cls: dict(vars(cls)['_instance_dict']) for cls in _manager_classes()}
+    try:
+        yield
+    finally:
+        for cls in _manager_classes():
+            instances, kept = vars(cls)['_instance_dict'], before.get(cls, {})
+            for name, obj in instances.items():
+                if kept.get(name) is not obj:  # created inside: close its log file
+                    for handler in getattr(obj, 'handlers', []):
+                        if isinstance(handler, logging.FileHandler):
+                            handler.close()
+            instances.clear()
+            instances.update(kept)
+
+
 @pytest.fixture(autouse=True)
 def fresh_mmengine_instances():
-    """Forget the mmengine instances a test created. A Runner takes its
-    visualizer, logger and message hub by name ('visualizer' in every
-    mmdet/mmseg config), so without this an in-process run writes its
-    scalars and log into the work dir of an earlier test's Runner."""
-    before = {cls: dict(vars(cls)['_instance_dict']) for cls in _manager_classes()}
-    yield
-    for cls in _manager_classes():
-        instances, kept = vars(cls)['_instance_dict'], before.get(cls, {})
-        for name, obj in instances.items():
-            if kept.get(name) is not obj:  # created by this test: close its log file
-                for handler in getattr(obj, 'handlers', []):
-                    if isinstance(handler, logging.FileHandler):
-                        handler.close()
-        instances.clear()
-        instances.update(kept)
+    """Every test forgets the mmengine instances it created (see
+    :func:`own_mmengine_instances`)."""
+    with own_mmengine_instances():
+        yield
 
 
 @pytest.fixture

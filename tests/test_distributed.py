@@ -7,8 +7,6 @@ import subprocess
 import pytest
 import torch
 
-import mmswift  # noqa: F401  (Runner checkpoints load under weights_only)
-
 from .conftest import PYTHON, REPO, demo_config, free_port, logged_scalars, run_py, write_config
 
 

@@ -15,7 +15,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from .conftest import PYTHON, REPO, tiny_seg_config
+from .conftest import PYTHON, REPO, run_py, tiny_seg_config
 
 STACK = ('mmcv', 'mmengine', 'mmdet', 'mmsegmentation')
 MIM = os.path.join(os.path.dirname(PYTHON), 'mim')
@@ -88,6 +88,16 @@ def test_a_users_config_inherits_mmswift_scope(tmp_path, base, scope, backbone):
     assert cfg.model.backbone.arch == backbone
     assert cfg.train_dataloader.batch_size == 1
     assert 'mmswift' in cfg.custom_imports.imports
+
+
+def test_mmswift_tools_read_a_config_that_inherits_mmswift_scope(tmp_path):
+    """In a clean interpreter: the tools' config loader registers the scope."""
+    cfg_file = tmp_path / 'my_config.py'
+    cfg_file.write_text("_base_ = 'mmswift::seg/fpn_swiftformer-s_8xb4-40k_ade20k-512x512.py'\n")
+    proc = run_py('-c', 'from mmswift.engine.launch import load_config; '
+                  f'print(load_config({str(cfg_file)!r}).model.backbone.arch)')
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == 's'
 
 
 def _metafiles():

@@ -66,26 +66,3 @@ print(len(outs), sorted(m for m in sys.modules if m.split('.')[0] in ('mmcv', 'm
     proc = run_py('-c', code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == '4 []'  # after the build's log line
-
-
-def test_metafile_lists_every_coco_and_ade20k_config_with_the_papers_results():
-    import glob
-    import os
-
-    import yaml
-
-    from .conftest import REPO
-    index = yaml.safe_load(open(os.path.join(REPO, 'metafile.yml')))
-    models = {m['Config']: m for m in index['Models']}
-    configs = {os.path.relpath(p, REPO) for p in
-               glob.glob(os.path.join(REPO, 'configs/det/*_coco.py')) +
-               glob.glob(os.path.join(REPO, 'configs/seg/*_ade20k-512x512.py'))}
-    assert set(models) == configs and len(configs) == 9
-    collections = {c['Name'] for c in index['Collections']}
-    for path, m in models.items():
-        assert m['Name'] == os.path.splitext(os.path.basename(path))[0]
-        assert m['In Collection'] in collections
-    l1 = models['configs/det/mask-rcnn_swiftformer-l1_fpn_1x_coco.py']['Results']
-    assert [r['Metrics'] for r in l1] == [{'box AP': 41.2}, {'mask AP': 38.1}]
-    assert models['configs/seg/fpn_swiftformer-l3_8xb4-40k_ade20k-512x512.py'][
-        'Results'][0]['Metrics'] == {'mIoU': 43.9}

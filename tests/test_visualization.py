@@ -127,7 +127,23 @@ def test_config_mode_after_neck_and_mask_ratios(tmp_path, capsys):
     assert 'energy-in-mask ratio' in text and 'stage1:' in text
     report = json.load(open(out / 'energy_in_mask.json'))
     assert report['stages']['stage1']['images'] == 3
-    assert report['stages']['stage1']['energy_in_mask_ratio'] > 0
+    ratio = report['stages']['stage1']['energy_in_mask_ratio']
+    # masks on the left and on the right half of every image: the two shares
+    # of energy add up to 1, on halves of the area, so the ratios add up to 2
+    halves = {}
+    for side, (x0, x1) in (('left', (0, 48)), ('right', (48, 96))):
+        coco = json.load(open(ann))
+        coco['annotations'] = [dict(a, segmentation=[[x0, 0, x1, 0, x1, 96, x0, 96]],
+                                    area=48 * 96, bbox=[x0, 0, 48, 96])
+                               for a in coco['annotations']]
+        json.dump(coco, open(tmp_path / f'{side}.json', 'w'))
+        assert vis_tool.main([str(tmp_path / 'shapes' / 'val'), cfg, '--after-neck',
+                              '--stages', '1', '--masks', str(tmp_path / f'{side}.json'),
+                              '--out-dir', str(tmp_path / side)]) == 0
+        report = json.load(open(tmp_path / side / 'energy_in_mask.json'))
+        halves[side] = report['stages']['stage1']['energy_in_mask_ratio']
+    assert halves['left'] + halves['right'] == pytest.approx(2.0, abs=1e-3)
+    assert ratio != pytest.approx(halves['left'], abs=1e-3)
 
 
 @pytest.mark.slow

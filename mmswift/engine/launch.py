@@ -35,6 +35,8 @@ def load_config(path: str) -> Config:
         raise ConfigNotFoundError(
             f'config file not found: {path} (configs live in configs/det/ and '
             f'configs/seg/; run from the repository root or give the full path)')
+    from mmswift.config_scope import register_config_scope
+    register_config_scope()  # a user's config may inherit _base_ = 'mmswift::...'
     return Config.fromfile(path)
 
 
