@@ -49,11 +49,12 @@ Four places override mmengine internals that its public API does not cover
 outside the versions they were written against; :func:`apply_all` turns
 that failure of fix 2 into a warning naming what will not work.
 """
+import contextlib
 import importlib
 import os
 import pickle
 import warnings
-from typing import Any, ContextManager, List
+from typing import Any, Iterator, List
 
 import numpy as np
 import torch
@@ -149,11 +150,21 @@ def allow_user_trusted_types() -> List[Any]:
     return allowed
 
 
-def allowed_checkpoint_types() -> ContextManager[None]:
+@contextlib.contextmanager
+def allowed_checkpoint_types() -> Iterator[None]:
     """A context manager: fix 1 and ``$MMSWIFT_SAFE_GLOBALS`` for the loads
-    inside the block only; torch's list of safe globals is restored on exit.
+    inside the block only; torch's list of safe globals is restored on exit,
+    as it was (``torch.serialization.safe_globals`` is not used: on exit it
+    drops what :func:`apply_all` had allowed for the whole process).
     ``$MMSWIFT_SAFE_GLOBALS`` is read (and its errors raised) on the call."""
-    return torch.serialization.safe_globals(checkpoint_safe_globals() + user_trusted_types())
+    extra = checkpoint_safe_globals() + user_trusted_types()
+    before = list(torch.serialization.get_safe_globals())
+    _add_missing(extra)
+    try:
+        yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
 
 
 def init_dist_gloo_without_cuda() -> None:

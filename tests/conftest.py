@@ -16,6 +16,12 @@ import torch
 
 from mmswift.compat import apply_all
 
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # pytest -n 2: one thread per worker (and per job it starts), so that two
+    # workers share the cores instead of oversubscribing them
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+    torch.set_num_threads(1)
+
 # The tests read the Runner checkpoints their jobs wrote (torch.load under
 # weights_only), as mmswift's tools and hooks do after apply_all().
 apply_all()

@@ -152,7 +152,8 @@ print('features', *[tuple(o.shape[1:]) for o in out])
 '''
 
 
-@pytest.mark.parametrize('version', ['installed', '0.11.2', '1.0.0'])
+@pytest.mark.parametrize('version', ['installed', pytest.param('0.11.2', marks=pytest.mark.slow),
+                                     pytest.param('1.0.0', marks=pytest.mark.slow)])
 def test_import_and_backbone_build_change_nothing_on_any_mmengine(version):
     """``import mmswift`` (a config's custom_imports) and building the
     backbone leave torch's safe globals, mmengine.dist's init function and
@@ -260,9 +261,32 @@ print('read', 'message_hub' in ckpt,
 '''
 
 
+@pytest.mark.slow  # a clean interpreter per case
 def test_mmswift_reader_allows_runner_checkpoints_for_its_own_load_only(tmp_path):
     """init_cfg, tools/test.py's check and the converters read a Runner
     checkpoint without apply_all(), and torch's list is left as it was."""
     proc = run_py('-c', READ, _runner_checkpoint(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == 'read True True'
+
+
+def test_a_load_inside_mmswift_leaves_the_process_allowlist_as_it_was():
+    """mmswift's own loads allow the Runner types for their block only; a
+    process where apply_all() allowed them (mmswift's tools, before a
+    --resume) keeps them afterwards: torch's safe_globals() context manager
+    would drop them on exit, and the resume would then fail."""
+    from mmswift.compat import allowed_checkpoint_types, apply_all, checkpoint_safe_globals
+    apply_all()
+    before = list(torch.serialization.get_safe_globals())
+    assert all(t in before for t in checkpoint_safe_globals())
+    with allowed_checkpoint_types():
+        pass
+    assert torch.serialization.get_safe_globals() == before
+    torch.serialization.clear_safe_globals()
+    try:
+        with allowed_checkpoint_types():
+            assert all(t in torch.serialization.get_safe_globals()
+                       for t in checkpoint_safe_globals())
+        assert torch.serialization.get_safe_globals() == []
+    finally:
+        torch.serialization.add_safe_globals(before)

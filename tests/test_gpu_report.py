@@ -225,6 +225,7 @@ def test_gpu_check_plans_the_stated_protocol(tmp_path):
     assert any('mmswift.analysis.gpu_report' in c for c in cmds)
 
 
+@pytest.mark.slow  # a clean interpreter per case
 def test_gpu_check_report_step_writes_report(run_dir):
     """The script's own report step (the real builder, through the venv's python)."""
     proc = _bash(SCRIPT, str(run_dir), env={

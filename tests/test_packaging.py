@@ -90,6 +90,7 @@ def test_a_users_config_inherits_mmswift_scope(tmp_path, base, scope, backbone):
     assert 'mmswift' in cfg.custom_imports.imports
 
 
+@pytest.mark.slow  # a clean interpreter per case
 def test_mmswift_tools_read_a_config_that_inherits_mmswift_scope(tmp_path):
     """In a clean interpreter: the tools' config loader registers the scope."""
     cfg_file = tmp_path / 'my_config.py'

@@ -188,6 +188,7 @@ def test_unobserved_blocks_still_take_the_fast_forms(monkeypatch):
 
 
 # ----------------------------------------------------------- inferencers
+@pytest.mark.slow  # builds four inferencers
 def test_which_inferencers_fold_as_the_readme_says():
     """README: build_inferencer folds by default; mmseg's MMSegInferencer
     built directly runs the training form until switch_backbone_to_deploy."""
