@@ -122,7 +122,8 @@ def test_flop_table_counts_every_module_with_the_same_outputs():
     for i, stage in enumerate(model.stages):
         for j, block in enumerate(stage.blocks):
             prefix = f'stages.{i}.blocks.{j}'
-            parts = (['attn', 'linear.fc1', 'linear.fc2', 'local_representation']
+            parts = (['attn', 'attn.to_query', 'attn.to_key', 'attn.proj', 'attn.final',
+                      'linear.fc1', 'linear.fc2', 'local_representation']
                      if hasattr(block, 'attn') else ['pwconv1', 'pwconv2', 'dwconv'])
             for part in parts:
                 assert by_module[f'{prefix}.{part}'] > 0, f'{prefix}.{part}'

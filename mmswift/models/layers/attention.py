@@ -9,12 +9,10 @@ ATTN_NORMS = ('l2', 'softmax')
 
 
 def _pointwise(x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """Apply a token-wise ``nn.Linear`` to an NCHW map as a 1x1 conv.
-
-    Same parameters (and state-dict keys) as the reference's Linear on
-    B x N x C tokens, without the permute/reshape round trip.
-    """
-    return F.conv2d(x, linear.weight[:, :, None, None], linear.bias)
+    """Apply a token-wise ``nn.Linear`` to an NCHW map, as the reference
+    does on B x N x C tokens (the module is called, so that hooks and FLOP
+    counters see it); the result is an NCHW view of channels_last memory."""
+    return linear(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class EfficientAdditiveAttention(nn.Module):
