@@ -9,6 +9,7 @@ from mmswift.models import SwiftFormer
 from mmswift.models.pretrained import CheckpointError, load_pretrained
 
 from .conftest import run_py
+from .test_fidelity import official_shapes
 
 ARCHS = ['xs', 's', 'l1', 'l3']
 
@@ -35,6 +36,28 @@ def _official_from_hf(sd):
         k = k.replace('encoder.network.', 'network.')
         out[k] = v
     return {'model': out}
+
+
+def _timm_from_official(ckpt):
+    """timm's layout, as timm makes it from the official checkpoint: the rules
+    of ``checkpoint_filter_fn`` in timm/models/swiftformer.py (timm's SwiftFormer
+    modules: ``stem`` a Sequential, ``stages.i.downsample``/``stages.i.blocks.j``,
+    ``LayerScale2d.gamma``, ``head_dist``)."""
+    out = {}
+    for k, v in ckpt['model'].items():
+        k = k.replace('patch_embed.', 'stem.')
+        k = k.replace('dist_head.', 'head_dist.')
+        k = k.replace('attn.Proj.', 'attn.proj.')
+        k = k.replace('.layer_scale_1', '.layer_scale_1.gamma')
+        k = k.replace('.layer_scale_2', '.layer_scale_2.gamma')
+        k = re.sub(r'\.layer_scale(?=$|\.)', '.layer_scale.gamma', k)
+        m = re.match(r'^network\.(\d+)\.(.*)', k)
+        if m:
+            n, rest = int(m.group(1)), m.group(2)
+            k = (f'stages.{n // 2}.blocks.{rest}' if n % 2 == 0
+                 else f'stages.{n // 2 + 1}.downsample.{rest}')
+        out[k] = v
+    return out
 
 
 @pytest.mark.parametrize('arch', ARCHS)
@@ -84,11 +107,13 @@ def test_every_format_loads_the_same_weights(fmt, hf_swiftformer, tmp_path):
         save_file({k: v.contiguous() for k, v in hf_sd.items()}, path)
     elif fmt == 'official':
         path = _save(tmp_path / 'swiftformer_xs.pth', _official_from_hf(hf_sd))
-    elif fmt == 'timm':  # timm's names are mmswift's, plus norm/head/head_dist
-        sd = dict(reference.state_dict())
-        sd.update({'norm.weight': torch.ones(220), 'head.weight': torch.zeros(10, 220),
-                   'head_dist.weight': torch.zeros(10, 220)})
-        path = _save(tmp_path / 'timm.pth', sd)
+    elif fmt == 'timm':
+        sd = _timm_from_official(_official_from_hf(hf_sd))
+        # the same names as timm's modules, written independently in test_fidelity
+        backbone = {k for k in official_shapes('xs') if not re.match(r'norm\d\.', k)}
+        assert {k for k in sd if not k.startswith(('norm.', 'head.', 'head_dist.'))} \
+            == backbone
+        path = _save(tmp_path / 'swiftformer_xs.timm.pth', sd)
     else:  # an mmswift Mask R-CNN-like checkpoint, saved by mmengine
         sd = {f'backbone.{k}': v for k, v in reference.state_dict().items()}
         sd['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 48, 1, 1)
