@@ -51,12 +51,10 @@ test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 # ImageNet recipe: AdamW, lr 1e-3 x batch/1024, 300 epochs, 5 warm-up epochs,
-# cosine. Here about 4 passes over 20,000 crops (300 iterations, 0.7-0.9 s
-# each): a larger lr for the short schedule, the same optimiser and decay.
-# What the pace depends on is how many crops it sees: 64x64 crops in
-# batches of 64 plateaued near 37 % val top-1 from 200 to 400 iterations;
-# 32x32 crops in batches of 256 (2.3x the crops per second) reached 58.6 %
-# after 200 iterations and 67.6 % after 250 (docs/demo.md).
+# cosine. Here about 4 passes over 20,000 crops (300 iterations): a larger lr
+# for the short schedule, the same optimiser and decay. The pace is set by
+# how many crops the backbone sees, hence 32x32 crops in batches of 256; the
+# val top-1 is written beside the checkpoint (docs/demo.md).
 max_iters = 300
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')

@@ -24,7 +24,7 @@ model = dict(
         type='mmswift.SwiftFormer',
         arch=variant,
         out_indices=(0, 1, 2, 3),
-        # CPU: the neck and head convolve in channels_last too (14 % faster)
+        # CPU: the neck and head convolve in channels_last too (faster; docs/speed.md)
         out_channels_last=True,
         drop_path_rate=0.0,
         init_cfg=dict(type='Pretrained',
