@@ -443,6 +443,13 @@ def _sync(device: str) -> None:
 
 
 def time_call(call: Callable, device: str) -> float:
+    """Wall time of one ``call()``. Not ``torch.utils.benchmark.Timer``: its
+    ``timeit(1)`` runs the statement three times (two warm-up calls before
+    each timed one, measured: 3 calls), so each timed run would follow two
+    runs of the same entry instead of the other entries' (the interleaved
+    protocol behind ``times_s``), at three times the cost; it also turns the
+    garbage collector off and sets torch to 1 thread unless told otherwise;
+    and ``blocked_autorange`` times blocks of adaptive size, not single runs."""
     _sync(device)
     t = time.perf_counter()
     call()
