@@ -1,68 +1,10 @@
-"""Inference through mmdet's / mmseg's own inferencers, picked by the config."""
-import os.path as osp
+"""Models and inferencers built by mmdet's / mmseg's own APIs, picked by the
+config."""
 from typing import Any, Optional
 
-from mmengine.config import Config
-
-from .engine.launch import load_config
-
-
-DEPLOY_MESSAGE = ('SwiftFormer backbone switched to its deploy form for inference (BatchNorms and '
-                  'layer scales folded, fused inference kernels; same outputs within 1e-4); '
-                  '--no-deploy keeps the training form')
-
-
-def latest_test_metrics(work_dir: str) -> dict:
-    """The metrics of the newest ``tools/test.py`` run into ``work_dir``: the
-    ``<timestamp>/<timestamp>.json`` mmengine's test loop writes ({} if none)."""
-    import glob
-    import json
-    for path in sorted(glob.glob(osp.join(work_dir, '*', '*.json')), key=osp.getmtime)[::-1]:
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            return data
-    return {}
-
-
-def switch_backbone_to_deploy(model: Any, log: bool = True) -> bool:
-    """Put ``model`` (a detector/segmentor, possibly wrapped, or a bare
-    backbone) in eval mode with its SwiftFormer backbone in the deploy form,
-    and log it. Returns whether there was one to switch."""
-    from mmengine.logging import print_log
-    from mmengine.model import BaseTTAModel, is_model_wrapper
-    model = model.module if is_model_wrapper(model) else model
-    model = model.module if isinstance(model, BaseTTAModel) else model  # --tta
-    backbone = getattr(model, 'backbone', model)
-    if not hasattr(backbone, 'switch_to_deploy'):
-        return False
-    model.eval()
-    if not backbone.deploy:
-        backbone.switch_to_deploy()
-        if log:
-            print_log(DEPLOY_MESSAGE, logger='current')
-    return True
-
-
-def check_checkpoint(path: str, cfg: Config, what: str) -> None:
-    """Check a whole-model checkpoint before mmengine loads it: that it is a
-    readable checkpoint (one-line error otherwise, :mod:`mmswift.fileio`)
-    and, for a SwiftFormer config, one of the config's variant."""
-    from .fileio import read_checkpoint
-    from .models import SwiftFormer
-    from .models.pretrained import check_checkpoint_variant
-    model = cfg.get('model', {})
-    model = model.get('module', model) if 'backbone' not in model else model  # --tta
-    backbone = model.get('backbone', {})
-    arch = backbone.get('arch')
-    if str(backbone.get('type', '')).endswith('SwiftFormer') and isinstance(arch, str) \
-            and arch.lower() in SwiftFormer.arch_settings:
-        check_checkpoint_variant(path, arch.lower(), SwiftFormer.arch_settings, what=what)
-    else:
-        read_checkpoint(path, what=what, mmap=True)
+from ..engine.launch import load_config
+from .checkpoint import check_checkpoint
+from .deploy import switch_backbone_to_deploy
 
 
 def build_inferencer(config: str, checkpoint: Optional[str] = None,
@@ -73,7 +15,7 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
     if checkpoint is not None:
         check_checkpoint(checkpoint, cfg, 'CHECKPOINT')
     scope = cfg.get('default_scope', 'mmdet')
-    from .compat import allowed_checkpoint_types
+    from ..compat import allowed_checkpoint_types
     with allowed_checkpoint_types():  # mmengine's torch.load of a Runner checkpoint
         if scope == 'mmseg':
             from mmseg.apis import MMSegInferencer
@@ -82,7 +24,7 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
             from mmdet.apis import DetInferencer
             inferencer = DetInferencer(model=config, weights=checkpoint, device=device,
                                        show_progress=False)
-    from .models.kernels import check_feature_consumers
+    from ..models.kernels import check_feature_consumers
     check_feature_consumers(inferencer.model)
     if deploy:
         switch_backbone_to_deploy(inferencer.model)
@@ -111,7 +53,7 @@ def init_model(config: str, checkpoint: Optional[str] = None, device: str = 'cpu
     cfg.model.pop('pretrained', None)
     if checkpoint is not None:
         check_checkpoint(checkpoint, cfg, 'CHECKPOINT')
-    from .compat import allowed_checkpoint_types
+    from ..compat import allowed_checkpoint_types
     with warnings.catch_warnings(), allowed_checkpoint_types():  # "checkpoint is None, ..."
         warnings.simplefilter('ignore', UserWarning)
         if cfg.get('default_scope', 'mmdet') == 'mmseg':
