@@ -174,7 +174,8 @@ def _whole_model(config, hw: Tuple[int, int]):
     from mmswift.apis import init_model
     config, overrides = config if isinstance(config, tuple) else (config, None)
     model = init_model(_config_path(config), cfg_options=overrides)
-    if model.cfg.get('default_scope', 'mmdet') == 'mmseg':
+    from mmswift.task import task_of
+    if task_of(model.cfg) == 'seg':
         from mmseg.structures import SegDataSample as Sample
     else:
         from mmdet.structures import DetDataSample as Sample

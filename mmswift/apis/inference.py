@@ -3,6 +3,7 @@ config."""
 from typing import Any, Optional
 
 from ..engine.launch import load_config
+from ..task import task_of
 from .checkpoint import check_checkpoint
 from .deploy import switch_backbone_to_deploy
 
@@ -14,10 +15,10 @@ def build_inferencer(config: str, checkpoint: Optional[str] = None,
     cfg = load_config(config)
     if checkpoint is not None:
         check_checkpoint(checkpoint, cfg, 'CHECKPOINT')
-    scope = cfg.get('default_scope', 'mmdet')
+    task = task_of(cfg)
     from ..compat import allowed_checkpoint_types
     with allowed_checkpoint_types():  # mmengine's torch.load of a Runner checkpoint
-        if scope == 'mmseg':
+        if task == 'seg':
             from mmseg.apis import MMSegInferencer
             inferencer = MMSegInferencer(model=config, weights=checkpoint, device=device)
         else:
@@ -56,7 +57,7 @@ def init_model(config: str, checkpoint: Optional[str] = None, device: str = 'cpu
     from ..compat import allowed_checkpoint_types
     with warnings.catch_warnings(), allowed_checkpoint_types():  # "checkpoint is None, ..."
         warnings.simplefilter('ignore', UserWarning)
-        if cfg.get('default_scope', 'mmdet') == 'mmseg':
+        if task_of(cfg) == 'seg':
             from mmseg.apis import init_model as init_segmentor
             model = init_segmentor(cfg, checkpoint, device=device)
         else:
