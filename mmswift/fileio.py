@@ -252,20 +252,21 @@ def _step_of(path: str) -> int:
 
 
 def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint ``--resume`` (without a path) continues from."""
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    named = None
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            named = f.read().strip() or None
-        if named and not osp.isabs(named) and not osp.exists(named):
-            named = osp.join(work_dir, osp.basename(named))
+    """The checkpoint ``--resume`` (without a path) continues from: the one
+    mmengine's ``find_latest_checkpoint`` reads from ``last_checkpoint``,
+    if :func:`checkpoint_problem` finds it complete, otherwise the newest
+    complete ``*.pth`` in ``work_dir`` (mmengine would hand the Runner a
+    file cut off mid-write, or none when the pointer itself was cut off)."""
+    from mmengine.runner import find_latest_checkpoint
+    named = find_latest_checkpoint(work_dir) or None
+    if named and not osp.isabs(named) and not osp.exists(named):
+        named = osp.join(work_dir, osp.basename(named))
     if named:
         problem = checkpoint_problem(named)
         if problem is None:
             return named
-        print_log(f'{pointer} names {named}, which is {problem}; looking for '
-                  f'the newest complete checkpoint in {work_dir}',
+        print_log(f'{osp.join(work_dir, "last_checkpoint")} names {named}, which is {problem}; '
+                  f'looking for the newest complete checkpoint in {work_dir}',
                   logger='current', level=30)
     candidates = sorted(glob.glob(osp.join(work_dir, '*.pth')),
                         key=lambda p: (osp.getmtime(p), _step_of(p)), reverse=True)

@@ -41,6 +41,24 @@ def test_missing_config_exits_2_with_the_path(tmp_path):
         'error: config file not found: configs/det/no-such-config.py')
 
 
+def test_a_config_of_neither_mmdet_nor_mmseg_is_named_with_the_fix(tmp_path):
+    """The det/seg switch (``mmswift.task.task_of``) refuses any other scope
+    in one line naming the config and what to do."""
+    from mmengine.config import Config
+
+    from mmswift.errors import ConfigError
+    from mmswift.task import task_of
+    assert task_of(Config.fromfile(os.path.join(REPO, DET))) == 'det'
+    assert task_of(Config.fromfile(os.path.join(REPO, SEG))) == 'seg'
+    path = tmp_path / 'cls.py'
+    path.write_text("default_scope = 'mmpretrain'\n")
+    with pytest.raises(ConfigError) as e:
+        task_of(Config.fromfile(str(path)))
+    line = str(e.value)
+    assert '\n' not in line and str(path) in line and "default_scope='mmpretrain'" in line
+    assert "set default_scope = 'mmdet' or 'mmseg'" in line
+
+
 def test_unknown_variant_lists_the_valid_ones(tmp_path, capsys):
     rc, line = _train([DET, '--work-dir', str(tmp_path), '--skip-data-check',
                        '--cfg-options', 'model.backbone.arch=xxl'], capsys)

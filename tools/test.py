@@ -59,6 +59,7 @@ def parse_args(argv=None):
 def trigger_visualization_hook(cfg, args):
     """--show / --show-dir, as mmdet's and mmseg's test.py set them."""
     from mmswift.errors import ConfigError
+    from mmswift.task import task_of
     hook = cfg.default_hooks.get('visualization')
     if hook is None:
         raise ConfigError(f'{args.config} has no default_hooks.visualization '
@@ -68,7 +69,7 @@ def trigger_visualization_hook(cfg, args):
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
-        if cfg.get('default_scope') == 'mmseg':  # drawn into the visualizer's save_dir
+        if task_of(cfg) == 'seg':  # drawn into the visualizer's save_dir
             cfg.visualizer['save_dir'] = args.show_dir
             hook['interval'] = 1
         else:
@@ -78,7 +79,8 @@ def trigger_visualization_hook(cfg, args):
 def dump_predictions(cfg, args):
     """--out: label PNGs for mmseg (as mmseg's test.py), a pickle for mmdet."""
     from mmswift.errors import ConfigError
-    if cfg.get('default_scope') == 'mmseg':
+    from mmswift.task import task_of
+    if task_of(cfg) == 'seg':
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
         return
@@ -116,7 +118,8 @@ def enable_tta(cfg, config: str) -> None:
     from mmengine.config import ConfigDict
 
     from mmswift.errors import ConfigError
-    if cfg.get('default_scope') == 'mmseg':
+    from mmswift.task import task_of
+    if task_of(cfg) == 'seg':
         missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
         if missing:
             raise ConfigError(f'--tta: {config} has no {" or ".join(missing)} '

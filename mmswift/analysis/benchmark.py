@@ -174,7 +174,8 @@ def _whole_model(config, hw: Tuple[int, int]):
     from mmswift.apis import init_model
     config, overrides = config if isinstance(config, tuple) else (config, None)
     model = init_model(_config_path(config), cfg_options=overrides)
-    if model.cfg.get('default_scope', 'mmdet') == 'mmseg':
+    from mmswift.task import task_of
+    if task_of(model.cfg) == 'seg':
         from mmseg.structures import SegDataSample as Sample
     else:
         from mmdet.structures import DetDataSample as Sample
@@ -443,6 +444,13 @@ def _sync(device: str) -> None:
 
 
 def time_call(call: Callable, device: str) -> float:
+    """Wall time of one ``call()``. Not ``torch.utils.benchmark.Timer``: its
+    ``timeit(1)`` runs the statement three times (two warm-up calls before
+    each timed one, measured: 3 calls), so each timed run would follow two
+    runs of the same entry instead of the other entries' (the interleaved
+    protocol behind ``times_s``), at three times the cost; it also turns the
+    garbage collector off and sets torch to 1 thread unless told otherwise;
+    and ``blocked_autorange`` times blocks of adaptive size, not single runs."""
     _sync(device)
     t = time.perf_counter()
     call()

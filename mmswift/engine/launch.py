@@ -41,7 +41,16 @@ def load_config(path: str) -> Config:
 
 
 def _replace_norm_type(node: Any, old: str, new: str) -> int:
-    """Rewrite ``type=old`` norm configs in place; returns how many."""
+    """Rewrite ``type=old`` norm configs in place; returns how many.
+
+    A config rewrite, not mmengine's ``revert_sync_batchnorm``: that works on
+    a built model, and the Runner builds and DDP-wraps the model in one step
+    (``Runner.__init__``: ``build_model`` then ``wrap_model``, which reverts
+    SyncBN only when not distributed), so with several CPU processes the
+    wrapped model keeps ``nn.SyncBatchNorm``, whose training forward raises
+    "SyncBatchNorm expected input tensor to be on GPU". Rewritten here, the
+    config the work dir keeps also says what ran (BN).
+    """
     count = 0
     if isinstance(node, dict):
         for key, value in node.items():

@@ -95,6 +95,7 @@ class ObjectMasks:
 
     def __call__(self, image_path: str, hw: Tuple[int, int]) -> Optional[np.ndarray]:
         import cv2
+        import mmcv
         name = osp.basename(image_path)
         if self.coco is not None:
             if name not in self.by_name:
@@ -107,7 +108,10 @@ class ObjectMasks:
             osp.join(self.source, osp.splitext(name)[0] + '.png')
         if not osp.isfile(path):
             return None
-        label = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        try:  # label values as stored
+            label = mmcv.imread(path, flag='unchanged', backend='cv2')
+        except cv2.error:  # an empty file
+            label = None
         if label is None or label.shape[:2] != tuple(hw):
             raise ValueError(f'--masks: {path} is not a label PNG of the image size {hw}')
         return (label != 0) & (label != 255)

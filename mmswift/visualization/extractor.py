@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from mmswift.task import task_of
+
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
 
@@ -42,12 +44,13 @@ class FeatureExtractor:
             return x.shape[-1], rgb.shape[:2]
         from mmengine.registry import DefaultScope
         bgr = rgb[..., ::-1].copy()
-        scope = self.model.cfg.get('default_scope', 'mmdet')
+        task = task_of(self.model.cfg)
+        scope = self.model.cfg.default_scope
         # the test pipeline is built at each call, in the current scope: the
         # scope of whichever model was initialised last (mmseg's
         # LoadAnnotations does not take mmdet's with_bbox), so this model's
         with DefaultScope.overwrite_default_scope(scope):
-            if scope == 'mmseg':
+            if task == 'seg':
                 from mmseg.apis import inference_model
                 result = inference_model(self.model, bgr)
             else:

@@ -1,10 +1,12 @@
 """The images a visualization reads: files, folders, glob patterns; any
-format OpenCV decodes, as RGB."""
+format OpenCV decodes, as RGB. Folders are listed by mmengine's ``scandir``
+(files only, hidden ones skipped) and files decoded by ``mmcv.imread``."""
 import glob
 import os.path as osp
 from typing import List
 
 import numpy as np
+from mmengine.utils import scandir
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -16,8 +18,8 @@ class ImageReadError(ValueError):
 def collect_images(inputs: str) -> List[str]:
     """One image, every image in a folder, or a glob pattern."""
     if osp.isdir(inputs):
-        paths = sorted(p for p in glob.glob(osp.join(inputs, '*'))
-                       if p.lower().endswith(IMAGE_EXTS))
+        paths = sorted(osp.join(inputs, p)
+                       for p in scandir(inputs, suffix=IMAGE_EXTS, case_sensitive=False))
         if not paths:
             raise ImageReadError(f'{inputs}: folder holds no images ({", ".join(IMAGE_EXTS)})')
         return paths
@@ -32,9 +34,13 @@ def collect_images(inputs: str) -> List[str]:
 def read_rgb(path: str) -> np.ndarray:
     """An RGB uint8 image; grayscale is replicated, RGBA composited on white."""
     import cv2
+    import mmcv
     if not osp.isfile(path):
         raise ImageReadError(f'{path}: no such file')
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    try:  # OpenCV whatever mmcv's global backend: 16-bit and alpha as stored
+        img = mmcv.imread(path, flag='unchanged', backend='cv2')
+    except cv2.error:  # an empty file
+        img = None
     if img is None:
         raise ImageReadError(f'{path}: not a readable image')
     if img.dtype != np.uint8:  # 16-bit PNG/TIFF

@@ -33,6 +33,14 @@ class LossGuardHook(Hook):
     stop together (no rank is left waiting in a collective), and the mean
     loss over ranks is logged as ``loss_all_ranks``: mmengine logs rank 0's
     loss only.
+
+    Not a subclass of mmdet's ``CheckInvalidLossHook``, which would lend it
+    nothing: that hook checks every ``interval`` (50) iterations, with an
+    ``assert`` (gone under ``python -O``; its message is ``logger.info``'s
+    None), on its own rank only (in DDP the other ranks wait in the next
+    collective), leaves NaN weights free to overwrite checkpoints, does not
+    name a checkpoint to resume from, and is registered in mmdet's scope (a
+    seg config would name it ``mmdet.CheckInvalidLossHook``).
     """
     priority = 'ABOVE_NORMAL'  # before CheckpointHook / LoggerHook
 

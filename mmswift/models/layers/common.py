@@ -1,38 +1,38 @@
-"""Small building blocks shared by the SwiftFormer blocks."""
+"""Small building blocks shared by the SwiftFormer blocks.
+
+Norm layers and stochastic depth are mmcv's; the layer scale is our own
+(see :class:`LayerScale2d`).
+"""
 from typing import Optional
 
 import torch
 import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
 
-# Norm layers by the names OpenMMLab configs use. Kept here (not mmcv's
-# build_norm_layer) so the backbone imports with only torch and mmengine.
-_NORMS = {
-    'BN': nn.BatchNorm2d,
-    'BN2d': nn.BatchNorm2d,
-    'SyncBN': nn.SyncBatchNorm,
-    'GN': nn.GroupNorm,
-}
+# The norms an NCHW backbone can take as they are. mmcv's registry has more,
+# but its LN normalises the last (width) axis and IN drops the batch
+# statistics the deploy fold relies on, so those are refused by name.
+NORM_TYPES = ('BN', 'BN2d', 'SyncBN', 'GN')
 
 
 def build_norm(cfg: dict, num_features: int) -> nn.Module:
-    """Build a 2d norm layer from an OpenMMLab-style ``norm_cfg``."""
-    cfg = dict(cfg)
-    norm_type = cfg.pop('type')
-    requires_grad = cfg.pop('requires_grad', True)
-    if norm_type not in _NORMS:
-        raise KeyError(f'norm type {norm_type!r} is not supported by '
-                       f'SwiftFormer; use one of {sorted(_NORMS)}')
-    if norm_type == 'GN':
-        layer = nn.GroupNorm(num_channels=num_features, **cfg)
-    else:
-        layer = _NORMS[norm_type](num_features, **cfg)
-    for p in layer.parameters():
-        p.requires_grad = requires_grad
-    return layer
+    """mmcv's ``build_norm_layer`` for an OpenMMLab-style ``norm_cfg``,
+    limited to :data:`NORM_TYPES`."""
+    norm_type = cfg.get('type')
+    if norm_type not in NORM_TYPES:
+        raise KeyError(f'norm_cfg type {norm_type!r} is not supported by SwiftFormer (an '
+                       f'NCHW backbone); use one of {list(NORM_TYPES)}')
+    return build_norm_layer(cfg, num_features)[1]
 
 
 class LayerScale2d(nn.Module):
-    """Per-channel learnable scale of an NCHW residual branch."""
+    """Per-channel learnable scale of an NCHW residual branch.
+
+    Not mmcv's ``LayerScale``: that one names its parameter ``weight`` with
+    shape (C,), while timm and the official checkpoints store
+    ``layer_scale.gamma`` of shape (C, 1, 1), which must load as it is.
+    """
 
     def __init__(self, dim: int, init_value: float = 1.0) -> None:
         super().__init__()
@@ -42,23 +42,10 @@ class LayerScale2d(nn.Module):
         return x * self.gamma
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drop a whole residual branch per sample."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0], ) + (1, ) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob}'
-
-
 def drop_path_or_identity(drop_prob: Optional[float]) -> nn.Module:
+    """mmcv's ``DropPath`` (timm's semantics: kept samples scaled by
+    ``1 / (1 - drop_prob)``, identity in eval mode), or nothing for 0."""
     return DropPath(drop_prob) if drop_prob else nn.Identity()
+
+
+__all__ = ['NORM_TYPES', 'DropPath', 'LayerScale2d', 'build_norm', 'drop_path_or_identity']

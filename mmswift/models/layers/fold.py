@@ -10,10 +10,14 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` in eval mode."""
+    """``(scale, shift)`` with ``bn(x) == x * scale + shift`` in eval mode.
+
+    For a BN *in front of* a conv (:func:`fuse_bn_conv1x1`), which neither
+    torch nor mmcv folds."""
     inv_std = torch.rsqrt(bn.running_var + bn.eps)
     scale = bn.weight * inv_std if bn.affine else inv_std
     shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
@@ -26,14 +30,13 @@ def _bias(conv: nn.Conv2d) -> torch.Tensor:
 
 @torch.no_grad()
 def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
-    """``bn(conv(x))`` as one conv."""
-    scale, shift = bn_affine(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, conv.groups, bias=True,
-                      padding_mode=conv.padding_mode).to(conv.weight)
-    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    fused.bias.copy_(_bias(conv) * scale + shift)
-    return fused
+    """``bn(conv(x))`` as one conv: torch's ``fuse_conv_bn_eval``, which
+    folds into a copy of ``conv`` (new tensors; ``bn.eps`` kept; both in eval
+    mode, as ``SwiftFormer.switch_to_deploy`` requires; a BN without
+    affine parameters counts as weight 1, bias 0). Not mmcv's
+    ``fuse_conv_bn``: it replaces ``conv``'s parameters in place and needs an
+    affine BN."""
+    return fuse_conv_bn_eval(conv, bn)
 
 
 @torch.no_grad()
