@@ -177,6 +177,16 @@ def demo_pretrained() -> str:
     return path
 
 
+# For demo_config(..., pipeline=True): seg demo images resized to a fixed
+# 64x64, no random augmentation (every batch the same size and content)
+SEG_FIXED_64_PIPELINE = """
+pipeline = [dict(type='LoadImageFromFile'),
+            dict(type='LoadAnnotations', reduce_zero_label=True),
+            dict(type='Resize', scale=(64, 64), keep_ratio=False),
+            dict(type='PackSegInputs')]
+"""
+
+
 def demo_config(tmp_path, task: str, gen: dict, body: str, batch_size: int = 2,
                 name: str = None, pipeline: bool = False) -> str:
     """The det or seg demo config on a small generated set under ``tmp_path``

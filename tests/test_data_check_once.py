@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from .conftest import demo_config
+from .conftest import SEG_FIXED_64_PIPELINE, demo_config
 from .test_distributed import _dist_train
 
 
@@ -14,10 +14,7 @@ def _config(tmp_path):
     return demo_config(tmp_path, 'seg', dict(num_train=6, num_val=2, size=64, seed=1), '''
 custom_imports = dict(imports=['mmswift', 'tests.datacheck_probe'], allow_failed_imports=False)
 model = dict(data_preprocessor=dict(size=(64, 64)))
-pipeline = [dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', reduce_zero_label=True),
-            dict(type='Resize', scale=(64, 64), keep_ratio=False),
-            dict(type='PackSegInputs')]
+''' + SEG_FIXED_64_PIPELINE + '''
 train_cfg = dict(max_iters=1, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=100), logger=dict(interval=1))
 custom_hooks = []

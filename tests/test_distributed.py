@@ -7,7 +7,8 @@ import subprocess
 import pytest
 import torch
 
-from .conftest import PYTHON, REPO, demo_config, free_port, logged_scalars, run_py, write_config
+from .conftest import (PYTHON, REPO, SEG_FIXED_64_PIPELINE, demo_config, free_port,
+                       logged_scalars, run_py, write_config)
 
 
 
@@ -23,14 +24,11 @@ def _deterministic_seg_config(tmp_path):
     """Semantic FPN whose loss does not depend on how the batch is split:
     no batch statistics (BN in eval, no norm in the head), no dropout, no
     random augmentation, every image the same size."""
-    return demo_config(tmp_path, 'seg', dict(num_train=16, num_val=1, size=64, seed=1), '''
+    return demo_config(tmp_path, 'seg', dict(num_train=16, num_val=1, size=64, seed=1),
+                       SEG_FIXED_64_PIPELINE + '''
 model = dict(data_preprocessor=dict(size=(64, 64)),
              backbone=dict(norm_eval=True),
              decode_head=dict(norm_cfg=None, dropout_ratio=0.0))
-pipeline = [dict(type='LoadImageFromFile'),
-            dict(type='LoadAnnotations', reduce_zero_label=True),
-            dict(type='Resize', scale=(64, 64), keep_ratio=False),
-            dict(type='PackSegInputs')]
 train_cfg = dict(max_iters=8, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=8), logger=dict(interval=1))
 log_processor = dict(window_size=1)

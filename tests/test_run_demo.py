@@ -70,3 +70,27 @@ def test_det_job_from_scratch_skips_pretraining(tiny_demo):
     assert not os.path.exists(out) and 'SwiftFormer: loaded' not in logs['train']
     # --strict: an untrained tiny detector misses the mAP targets, exit 1
     assert not result['checks']['coco/bbox_mAP']['met'] and rc == 1
+
+
+def test_seed_reaches_pretraining_and_fine_tuning(monkeypatch, tmp_path):
+    """--seed N: both the pretraining (its own checkpoint: the seed is part
+    of its fingerprint) and the fine-tuning run with randomness.seed=N, the
+    user's --cfg-options last."""
+    tool = load_tool('run_demo')
+    commands = []
+
+    def fake_run(args, log_path):
+        commands.append(args)
+        return 0 if 'tools/pretrain_demo.py' in args else 7  # stop after the train step
+
+    monkeypatch.setattr(tool, '_run', fake_run)
+    work = str(tmp_path / 'w')
+    assert tool.main(['det', '--seed', '3', '--work-dir', work,
+                      '--cfg-options', 'randomness.seed=5']) == 7
+    pretrain, train = commands
+    assert pretrain[pretrain.index('--cfg-options') + 1:] == ['randomness.seed=3']
+    options = train[train.index('--cfg-options') + 1:]
+    assert options.index('randomness.seed=3') < options.index('randomness.seed=5')
+    commands.clear()
+    assert tool.main(['det', '--work-dir', work]) == 7  # no --seed: the configs' own
+    assert not any('randomness.seed' in a for cmd in commands for a in cmd)

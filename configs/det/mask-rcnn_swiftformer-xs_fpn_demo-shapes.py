@@ -8,13 +8,8 @@ data_root = 'data/demo_shapes/'
 num_classes = 5
 image_size = (256, 256)  # COCO: 1333x800
 
-# Measured on the 2-core CPU, batch 4 at 256x256: 4.2 s per training
-# iteration with the COCO head settings; 2.6 s after the RoI changes below
-# (RoIAlign's CPU kernel was a third of the step); 1.3 s with 128-channel
-# FPN and heads (3x3 convs over 256 channels were the rest); 1.3-1.4 s with
-# 96 channels and one RoIAlign sample per bin (1.8 s with 128 and two);
-# 1.16-1.21 s with the backbone's CPU training path (docs/speed.md); 0.90x
-# of that with mmswift's CPU RoIAlign (one interleaved run).
+# Heads narrowed and RoIAlign sampled once per bin: the stride-4 FPN/RPN 3x3
+# convolutions and RoIAlign's CPU kernel are most of a CPU training step.
 head_channels = 96  # COCO: 256 (FPN, RPN, RoI extractors, bbox and mask heads)
 # COCO: 0 (adaptive: dense for large RoIs); RoIs here span 9-28 stride-4
 # pixels, so one bilinear sample per 7x7 (14x14 for masks) bin
@@ -33,10 +28,7 @@ model = dict(
         bbox_roi_extractor=dict(out_channels=head_channels, roi_layer=roi_layer),
         # COCO: a box regressor and a mask per class. One shared by all
         # classes learns from every positive RoI while the classifier is
-        # still learning which shape it is. With the stronger pretraining
-        # (67.6 % instead of 36.2 % top-1) and 128 channels, 4 epochs:
-        # 0.536 / 0.557 bbox / segm mAP, against 0.143 / 0.155 before both
-        # (the two changes were not measured apart; docs/demo.md)
+        # still learning which shape it sees.
         bbox_head=dict(in_channels=head_channels, num_classes=num_classes,
                        reg_class_agnostic=True),
         mask_roi_extractor=dict(out_channels=head_channels, roi_layer=roi_layer),
@@ -91,20 +83,18 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-# A short schedule: a 5x higher lr than the COCO recipe, for the neck and
-# heads that start from random weights here as there; same optimiser, warm-up
-# (50 iterations; COCO: 500) and step decay. 4 epochs of 100 iterations: with
-# pretraining and testing, 804 s for 0.518 / 0.545 bbox / segm mAP in the
-# README's run (774 s, 0.549 / 0.561 and 837 s, 0.536 / 0.558 in the two runs
-# before; 864 s, 0.510 / 0.518 before the CPU training path; 3 epochs, step
-# after 2: 0.456 / 0.442; docs/demo.md).
-max_epochs = 4
+# A short schedule: a 5x higher lr than the COCO recipe (the neck and heads
+# start from random weights here as there), the same optimiser, warm-up (50
+# iterations; COCO: 500) and step decay; 5 epochs of 100 iterations, the lr
+# divided by 10 for the last (COCO: 12 epochs, steps after 8 and 11). With the
+# pretraining, the whole job fits 12 minutes on a 2-core CPU (README, Main jobs).
+max_epochs = 5
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[3], gamma=0.1)
+         milestones=[4], gamma=0.1)
 ]
 auto_scale_lr = dict(base_batch_size=4)
 default_hooks = dict(

@@ -51,11 +51,11 @@ test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
 # ImageNet recipe: AdamW, lr 1e-3 x batch/1024, 300 epochs, 5 warm-up epochs,
-# cosine. Here about 4 passes over 20,000 crops (300 iterations): a larger lr
+# cosine. Here about 5 passes over 20,000 crops (400 iterations): a larger lr
 # for the short schedule, the same optimiser and decay. The pace is set by
 # how many crops the backbone sees, hence 32x32 crops in batches of 256; the
 # val top-1 is written beside the checkpoint (docs/demo.md).
-max_iters = 300
+max_iters = 400
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
