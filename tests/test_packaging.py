@@ -15,7 +15,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from .conftest import PYTHON, REPO, run_py, tiny_seg_config
+from .conftest import PYTHON, REPO, run_py, tiny_det_config, tiny_seg_config
 
 STACK = ('mmcv', 'mmengine', 'mmdet', 'mmsegmentation')
 MIM = os.path.join(os.path.dirname(PYTHON), 'mim')
@@ -201,33 +201,37 @@ def test_a_regular_install_ships_mim_files_and_mim_search_lists_the_models(tmp_p
 
 
 @pytest.mark.slow
-def test_mim_train_and_test_run_mmswift_tools(tmp_path):
+@pytest.mark.parametrize('task', ['seg', 'det'])
+def test_mim_train_and_test_run_mmswift_tools(task, tmp_path):
     """``mim train mmswift`` / ``mim test mmswift`` run .mim/tools/train.py and
-    test.py: a config name is found in the package, and a tiny seg run trains
-    and tests. mim 0.3.9 finds a package from its distribution's location, which
+    test.py: a config name is found in the package, and a tiny seg (det) run
+    trains and tests, with mmseg's mIoU (mmdet's COCO) table. mim 0.3.9 finds a package from its distribution's location, which
     for an editable install is site-packages: PYTHONPATH=<checkout> (where the
     editable build leaves mmswift.egg-info) points it at the checkout."""
     env = {'PYTHONPATH': REPO}
-    proc = _run([MIM, 'train', 'mmswift', 'fpn_swiftformer-xs_demo-scenes.py', '--', '-h'],
-                env=env, cwd=tmp_path)
+    name = {'seg': 'fpn_swiftformer-xs_demo-scenes.py',
+            'det': 'mask-rcnn_swiftformer-xs_fpn_demo-shapes.py'}[task]
+    proc = _run([MIM, 'train', 'mmswift', name, '--', '-h'], env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert os.path.join(REPO, 'configs', 'seg', 'fpn_swiftformer-xs_demo-scenes.py') \
-        in proc.stdout
+    assert os.path.join(REPO, 'configs', task, name) in proc.stdout
     assert os.path.join('mmswift', '.mim', 'tools', 'train.py') in proc.stdout
     assert 'usage: train.py' in proc.stdout
 
-    config = tiny_seg_config(tmp_path, max_iters=1)
+    if task == 'seg':
+        config, ckpt_name, metric = tiny_seg_config(tmp_path, max_iters=1), 'iter_1.pth', 'mIoU'
+    else:
+        config, ckpt_name, metric = tiny_det_config(tmp_path), 'epoch_1.pth', 'coco/segm_mAP'
     work = tmp_path / 'work'
-    proc = _run([MIM, 'train', 'mmswift', config, '--work-dir', str(work)],
-                env=env, cwd=tmp_path)
+    proc = _run([MIM, 'train', 'mmswift', config, '--work-dir', str(work),
+                 '--cfg-options', 'train_cfg.val_begin=1000'], env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ckpt = work / 'iter_1.pth'
+    ckpt = work / ckpt_name
     assert ckpt.is_file()
     proc = _run([MIM, 'test', 'mmswift', config, '--checkpoint', str(ckpt),
                  '--work-dir', str(tmp_path / 'test')], env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert os.path.join('mmswift', '.mim', 'tools', 'test.py') in proc.stdout
-    assert 'mIoU' in proc.stdout + proc.stderr
+    assert metric in proc.stdout + proc.stderr
 
 
 def test_scope_finds_the_package_of_an_editable_install(monkeypatch):
