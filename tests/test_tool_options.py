@@ -164,3 +164,26 @@ def test_dist_test_two_processes_give_the_one_process_metrics(tmp_path):
     m2, m1 = latest_test_metrics(str(tmp_path / 'two')), latest_test_metrics(str(tmp_path / 'one'))
     assert m2['mIoU'] == pytest.approx(m1['mIoU'], abs=0.01)
     assert m2['aAcc'] == pytest.approx(m1['aAcc'], abs=0.01)
+
+
+def test_prepare_offline_asks_pip_for_every_manylinux_tag(tmp_path):
+    """tools/prepare_offline.sh offers pip the manylinux_2_X_x86_64 tags wheels
+    carry (a stand-in python3 on PATH records what pip would have been asked)."""
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    fake = bin_dir / 'python3'
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls.txt"}\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    proc = subprocess.run(['bash', os.path.join(REPO, 'tools', 'prepare_offline.sh'),
+                           str(tmp_path / 'offline'), '3.12', 'manylinux2014_x86_64'],
+                          env=dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}'),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    downloads = [line.split() for line in (tmp_path / 'calls.txt').read_text().splitlines()
+                 if ' download ' in line]
+    assert len(downloads) > 3  # one per requirement of requirements/offline.txt
+    tags = {args[i + 1] for args in downloads for i, a in enumerate(args) if a == '--platform'}
+    assert {'manylinux_2_17_x86_64', 'manylinux_2_28_x86_64', 'manylinux2014_x86_64',
+            'manylinux1_x86_64'} <= tags
+    assert all(t.startswith('manylinux') and t.endswith('_x86_64') and t.count('x86_64') == 1
+               for t in tags), tags

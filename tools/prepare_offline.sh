@@ -18,7 +18,7 @@ PLATFORM=${3:-manylinux2014_x86_64}
 mkdir -p "$DIR"
 platforms=(--platform "$PLATFORM")
 # manylinux tags are matched exactly: offer the common ones older wheels use
-for n in 2_17 2_24 2_27 2_28 2_31 2_34; do platforms+=(--platform "manylinux_${n}_${PLATFORM##*_x86_}x86_64"); done
+for n in 2_17 2_24 2_27 2_28 2_31 2_34; do platforms+=(--platform "manylinux_${n}_x86_64"); done
 platforms+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64)
 grep -v '^#' "$ROOT/requirements/offline.txt" | sed '/^\s*$/d' | while read -r req; do
   python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
