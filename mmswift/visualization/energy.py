@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .drawing import resize_maps
+from .inputs import imread_unchanged
 
 
 def energy_map(feat: torch.Tensor, hw: Tuple[int, int], centred: bool = True
@@ -94,8 +95,6 @@ class ObjectMasks:
             raise FileNotFoundError(f'--masks: no such file or folder {source}')
 
     def __call__(self, image_path: str, hw: Tuple[int, int]) -> Optional[np.ndarray]:
-        import cv2
-        import mmcv
         name = osp.basename(image_path)
         if self.coco is not None:
             if name not in self.by_name:
@@ -108,10 +107,7 @@ class ObjectMasks:
             osp.join(self.source, osp.splitext(name)[0] + '.png')
         if not osp.isfile(path):
             return None
-        try:  # label values as stored
-            label = mmcv.imread(path, flag='unchanged', backend='cv2')
-        except cv2.error:  # an empty file
-            label = None
+        label = imread_unchanged(path)  # label values as stored
         if label is None or label.shape[:2] != tuple(hw):
             raise ValueError(f'--masks: {path} is not a label PNG of the image size {hw}')
         return (label != 0) & (label != 255)

@@ -3,7 +3,7 @@ format OpenCV decodes, as RGB. Folders are listed by mmengine's ``scandir``
 (files only, hidden ones skipped) and files decoded by ``mmcv.imread``."""
 import glob
 import os.path as osp
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 from mmengine.utils import scandir
@@ -31,16 +31,24 @@ def collect_images(inputs: str) -> List[str]:
     return [inputs]
 
 
+def imread_unchanged(path: str) -> Optional[np.ndarray]:
+    """The file's pixels as stored (16-bit, alpha, label values), decoded by
+    OpenCV whatever mmcv's global backend; None where OpenCV cannot decode
+    it (an empty or foreign file)."""
+    import cv2
+    import mmcv
+    try:
+        return mmcv.imread(path, flag='unchanged', backend='cv2')
+    except cv2.error:  # an empty file
+        return None
+
+
 def read_rgb(path: str) -> np.ndarray:
     """An RGB uint8 image; grayscale is replicated, RGBA composited on white."""
     import cv2
-    import mmcv
     if not osp.isfile(path):
         raise ImageReadError(f'{path}: no such file')
-    try:  # OpenCV whatever mmcv's global backend: 16-bit and alpha as stored
-        img = mmcv.imread(path, flag='unchanged', backend='cv2')
-    except cv2.error:  # an empty file
-        img = None
+    img = imread_unchanged(path)
     if img is None:
         raise ImageReadError(f'{path}: not a readable image')
     if img.dtype != np.uint8:  # 16-bit PNG/TIFF
