@@ -1,3 +1,8 @@
+"""Shared test pieces (tests/README.md). Light at import: under pytest -n 2
+the controller process loads this file too and runs no test, so torch and
+the stack are imported only where tests run (pytest_configure)."""
+from __future__ import annotations
+
 import contextlib
 import functools
 import glob
@@ -12,19 +17,27 @@ import tempfile
 import time
 
 import pytest
-import torch
 
-from mmswift.compat import apply_all
 
-if os.environ.get('PYTEST_XDIST_WORKER'):
-    # pytest -n 2: one thread per worker (and per job it starts), so that two
-    # workers share the cores instead of oversubscribing them
-    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
-    torch.set_num_threads(1)
+def pytest_configure(config):
+    if getattr(config.option, 'numprocesses', None) and \
+            not os.environ.get('PYTEST_XDIST_WORKER'):
+        return  # the xdist controller: it only hands tests to the workers
+    import torch
 
-# The tests read the Runner checkpoints their jobs wrote (torch.load under
-# weights_only), as mmswift's tools and hooks do after apply_all().
-apply_all()
+    from mmswift.compat import apply_all
+    from mmswift.config_scope import register_config_scope
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        # pytest -n 2: one thread per worker (and per job it starts), so that two
+        # workers share the cores instead of oversubscribing them
+        os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+        torch.set_num_threads(1)
+    # The tests read the Runner checkpoints their jobs wrote (torch.load under
+    # weights_only), as mmswift's tools and hooks do after apply_all(); and read
+    # configs as the tools' load_config() does (mmswift:: paths, metafiles read once).
+    apply_all()
+    register_config_scope()
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
@@ -32,6 +45,7 @@ PYTHON = sys.executable
 
 def randomize_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every parameter and BN statistic a random, non-trivial value."""
+    import torch
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in list(module.named_parameters()) + list(module.named_buffers()):
@@ -67,6 +81,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def run_log(work_dir: str) -> str:
+    """The text of the log files a Runner wrote into ``work_dir`` (one per run,
+    ``<timestamp>/<timestamp>.log``): what an in-process tool call logged."""
+    return ''.join(open(p).read() for p in sorted(glob.glob(os.path.join(work_dir, '*', '*.log'))))
+
+
 def wait_for_file(path: str, proc, log: str = None, timeout_s: float = 600) -> str:
     """Poll until the job ``proc`` writes ``path`` (a hook of
     tests/fault_injection.py, at the point it holds the job) and return its
@@ -82,10 +102,11 @@ def wait_for_file(path: str, proc, log: str = None, timeout_s: float = 600) -> s
     return open(path).read()
 
 
-def with_test_hooks(config: str, name: str, *hooks: str) -> str:
+def with_test_hooks(config: str, path: str, *hooks: str) -> str:
     """``config`` plus hooks of tests/fault_injection.py (config text, e.g.
-    ``"dict(type='HoldAtIterHook', at=3, folder=...)"``), written beside it."""
-    path = os.path.join(os.path.dirname(config), name)
+    ``"dict(type='HoldAtIterHook', at=3, folder=...)"``), written to ``path``
+    (a bare file name: beside ``config``)."""
+    path = os.path.join(os.path.dirname(config), path)
     with open(path, 'w') as f:
         f.write(f'''_base_ = {config!r}
 custom_imports = dict(imports=_base_.custom_imports.imports + ['tests.fault_injection'])
@@ -169,6 +190,8 @@ def demo_pretrained() -> str:
     """An untrained SwiftFormer-XS classifier in the official layout, the
     stand-in for tools/pretrain_demo.py's output that the det demo config
     loads (written once per test session)."""
+    import torch
+
     from mmswift.models import SwiftFormerClassifier
     from mmswift.models.pretrained import to_official
     torch.manual_seed(0)
@@ -230,13 +253,69 @@ custom_hooks = [dict(type='mmswift.FeatureMapVisHook', interval=1, stage=0)]
 ''', name='tiny_seg.py')
 
 
+def interrupted_run_config(folder, task: str) -> str:
+    """The config that the resume and preemption tests interrupt: seg, 12
+    iterations with a checkpoint every 4; det, 3 epochs of 4 iterations with
+    a checkpoint every epoch. Logged at every iteration, window 1, so that
+    the losses of two runs compare one by one."""
+    if task == 'seg':
+        return demo_config(folder, 'seg', dict(num_train=8, num_val=2, size=64, seed=1), '''
+train_cfg = dict(max_iters=12, val_interval=12)
+default_hooks = dict(checkpoint=dict(interval=4, max_keep_ckpts=2), logger=dict(interval=1))
+log_processor = dict(window_size=1)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
+custom_hooks = _base_.robust_training_hooks
+''')
+    return demo_config(folder, 'det', dict(num_train=8, num_val=2, size=96, seed=1), '''
+train_cfg = dict(max_epochs=3, val_interval=100)
+default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2), logger=dict(interval=1))
+log_processor = dict(window_size=1)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
+custom_hooks = _base_.robust_training_hooks
+''')
+
+
+@pytest.fixture(scope='session')
+def uninterrupted(tmp_path_factory, worker_id):
+    """``uninterrupted(task)``: (config, work dir) of one uninterrupted run
+    of :func:`interrupted_run_config`, trained once per test session and
+    shared by every xdist worker (a file lock): the reference that the
+    resume and preemption tests compare their interrupted runs with.
+    The tests interrupt that same config file, so both runs read the same
+    data and settings; their hook configs go into their own tmp_path."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if worker_id != 'master' else base  # shared by the workers
+    made = {}
+
+    def get(task: str):
+        if task not in made:
+            folder = root / f'uninterrupted-{task}'
+            with FileLock(str(root / f'uninterrupted-{task}.lock')):
+                work = str(folder / 'work')
+                if not (folder / 'done').exists():
+                    folder.mkdir(exist_ok=True)
+                    config = interrupted_run_config(folder, task)
+                    run = run_py('tools/train.py', config, '--work-dir', work)
+                    assert run.returncode == 0, run.stderr[-3000:]
+                    (folder / 'done').write_text(config)
+                made[task] = ((folder / 'done').read_text(), work)
+        return made[task]
+
+    return get
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` are deselected on a machine without a CUDA GPU
     (rather than skipped), so that ``pytest`` and ``pytest -m "not slow"``
-    report only what ran."""
-    if torch.cuda.is_available():
-        return
-    cuda = [item for item in items if item.get_closest_marker('cuda')]
-    if cuda:
-        config.hook.pytest_deselected(items=cuda)
-        items[:] = [item for item in items if not item.get_closest_marker('cuda')]
+    report only what ran; and the slow tests run first."""
+    import torch
+    if not torch.cuda.is_available():
+        cuda = [item for item in items if item.get_closest_marker('cuda')]
+        if cuda:
+            config.hook.pytest_deselected(items=cuda)
+            items[:] = [item for item in items if not item.get_closest_marker('cuda')]
+    # The long (slow) tests first: pytest -n 2 hands them out while the
+    # workers are fresh, and the many short tests after them even out the
+    # workers' ends (no worker left alone with a 60 s test at the end).
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)

@@ -204,18 +204,20 @@ def test_a_regular_install_ships_mim_files_and_mim_search_lists_the_models(tmp_p
 @pytest.mark.parametrize('task', ['seg', 'det'])
 def test_mim_train_and_test_run_mmswift_tools(task, tmp_path):
     """``mim train mmswift`` / ``mim test mmswift`` run .mim/tools/train.py and
-    test.py: a config name is found in the package, and a tiny seg (det) run
-    trains and tests, with mmseg's mIoU (mmdet's COCO) table. mim 0.3.9 finds a package from its distribution's location, which
+    test.py: a config name is found in the package (mim's lookup is the same
+    for every task folder: checked once, with the seg demo config), and a
+    tiny seg (det) run trains and tests, with mmseg's mIoU (mmdet's COCO)
+    table. mim 0.3.9 finds a package from its distribution's location, which
     for an editable install is site-packages: PYTHONPATH=<checkout> (where the
     editable build leaves mmswift.egg-info) points it at the checkout."""
     env = {'PYTHONPATH': REPO}
-    name = {'seg': 'fpn_swiftformer-xs_demo-scenes.py',
-            'det': 'mask-rcnn_swiftformer-xs_fpn_demo-shapes.py'}[task]
-    proc = _run([MIM, 'train', 'mmswift', name, '--', '-h'], env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert os.path.join(REPO, 'configs', task, name) in proc.stdout
-    assert os.path.join('mmswift', '.mim', 'tools', 'train.py') in proc.stdout
-    assert 'usage: train.py' in proc.stdout
+    if task == 'seg':
+        name = 'fpn_swiftformer-xs_demo-scenes.py'
+        proc = _run([MIM, 'train', 'mmswift', name, '--', '-h'], env=env, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert os.path.join(REPO, 'configs', task, name) in proc.stdout
+        assert os.path.join('mmswift', '.mim', 'tools', 'train.py') in proc.stdout
+        assert 'usage: train.py' in proc.stdout
 
     if task == 'seg':
         config, ckpt_name, metric = tiny_seg_config(tmp_path, max_iters=1), 'iter_1.pth', 'mIoU'
@@ -232,6 +234,29 @@ def test_mim_train_and_test_run_mmswift_tools(task, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert os.path.join('mmswift', '.mim', 'tools', 'test.py') in proc.stdout
     assert metric in proc.stdout + proc.stderr
+
+
+def test_a_config_read_again_parses_no_metafile_and_reads_the_same(monkeypatch):
+    """mmengine parses every metafile of mmdet (mmseg) for each ``mmdet::``
+    base of a config; after register_config_scope() a process does that
+    once per base, and the configs read are those of mmengine's own lookup."""
+    from mmengine.config import Config
+    from mmengine.config import utils as config_utils
+
+    from mmswift.config_scope import register_config_scope
+    register_config_scope()
+    path = os.path.join(REPO, 'configs/det/mask-rcnn_swiftformer-l1_fpn_1x_coco.py')
+    remembered = Config.fromfile(path).to_dict()
+    parsed = []
+    real_load = config_utils.load
+    monkeypatch.setattr(config_utils, 'load', lambda f, *a, **k: parsed.append(f) or
+                        real_load(f, *a, **k))
+    assert Config.fromfile(path).to_dict() == remembered and parsed == []
+    # mmengine's own lookup (the function register_config_scope wrapped)
+    monkeypatch.setattr(config_utils, '_get_cfg_metainfo',
+                        config_utils._get_cfg_metainfo.__wrapped__)
+    assert Config.fromfile(path).to_dict() == remembered
+    assert len(parsed) > 50  # it did parse the metafiles
 
 
 def test_scope_finds_the_package_of_an_editable_install(monkeypatch):

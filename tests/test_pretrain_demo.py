@@ -14,7 +14,7 @@ from mmswift.evaluation import Accuracy
 from mmswift.models import SwiftFormer, SwiftFormerClassifier
 from mmswift.models.pretrained import convert_state_dict, load_pretrained, to_official
 
-from .conftest import REPO, load_tool, run_py, tiny_det_config
+from .conftest import REPO, load_tool, run_log, run_py, tiny_det_config
 from .test_pretrained import _official_from_hf
 
 
@@ -160,13 +160,12 @@ def test_fine_tuning_starts_from_the_pretrained_weights(pretrained, tmp_path):
     _, out, _ = pretrained
     cfg = tiny_det_config(tmp_path)
     work = str(tmp_path / 'work')
-    run = run_py('tools/train.py', cfg, '--work-dir', work, '--cfg-options',
-                 f'model.backbone.init_cfg.checkpoint={out}', 'optim_wrapper.optimizer.lr=0.0',
-                 'optim_wrapper.optimizer.weight_decay=0.0')
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert load_tool('train').main([
+        cfg, '--work-dir', work, '--cfg-options', f'model.backbone.init_cfg.checkpoint={out}',
+        'optim_wrapper.optimizer.lr=0.0', 'optim_wrapper.optimizer.weight_decay=0.0']) == 0
     weights = convert_state_dict(torch.load(out)['model'])[0]
     own = SwiftFormer('xs').state_dict()
-    log = run.stdout + run.stderr
+    log = run_log(work)
     assert (f'SwiftFormer: loaded {len(weights)}/{len(own)} tensors from {out} '
             f'(official format), every backbone tensor it holds') in log
     saved = torch.load(os.path.join(work, 'epoch_1.pth'))['state_dict']
