@@ -258,21 +258,19 @@ def interrupted_run_config(folder, task: str) -> str:
     iterations with a checkpoint every 4; det, 3 epochs of 4 iterations with
     a checkpoint every epoch. Logged at every iteration, window 1, so that
     the losses of two runs compare one by one."""
+    logged = '''log_processor = dict(window_size=1)
+param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
+custom_hooks = _base_.robust_training_hooks
+'''
     if task == 'seg':
         return demo_config(folder, 'seg', dict(num_train=8, num_val=2, size=64, seed=1), '''
 train_cfg = dict(max_iters=12, val_interval=12)
 default_hooks = dict(checkpoint=dict(interval=4, max_keep_ckpts=2), logger=dict(interval=1))
-log_processor = dict(window_size=1)
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
-custom_hooks = _base_.robust_training_hooks
-''')
+''' + logged)
     return demo_config(folder, 'det', dict(num_train=8, num_val=2, size=96, seed=1), '''
 train_cfg = dict(max_epochs=3, val_interval=100)
 default_hooks = dict(checkpoint=dict(interval=1, max_keep_ckpts=2), logger=dict(interval=1))
-log_processor = dict(window_size=1)
-param_scheduler = [dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=4)]
-custom_hooks = _base_.robust_training_hooks
-''')
+''' + logged)
 
 
 @pytest.fixture(scope='session')

@@ -218,8 +218,6 @@ def test_mim_train_and_test_run_mmswift_tools(task, tmp_path):
         assert os.path.join(REPO, 'configs', task, name) in proc.stdout
         assert os.path.join('mmswift', '.mim', 'tools', 'train.py') in proc.stdout
         assert 'usage: train.py' in proc.stdout
-
-    if task == 'seg':
         config, ckpt_name, metric = tiny_seg_config(tmp_path, max_iters=1), 'iter_1.pth', 'mIoU'
     else:
         config, ckpt_name, metric = tiny_det_config(tmp_path), 'epoch_1.pth', 'coco/segm_mAP'
