@@ -465,8 +465,9 @@ def test_eval_auto_many_row_blocks():
 TRAIN_KERNELS = {
     'plain': 'plain',
     'auto': 'auto',
-    'blocked': dict(type='auto', blocked_mlp_min_bytes=0),
-    'blocked-small-blocks': dict(SMALL_BLOCKS, blocked_mlp_min_bytes=0),
+    'recompute': dict(type='auto', recompute_mlp_min_bytes=0),
+    'recompute-small-blocks': dict(SMALL_BLOCKS, recompute_mlp_min_bytes=0),
+    'kept-small-blocks': dict(SMALL_BLOCKS, recompute_mlp_min_bytes=2**62),
 }
 
 
@@ -537,14 +538,17 @@ def _train_step_vs_reference(arch, kernels, shape, seed, dtype, tol, norm_eval=F
 TRAIN_TOL_F64 = 1e-9
 
 
+SMALL_BLOCK_FORMS = ('recompute-small-blocks', 'kept-small-blocks')
+
+
 @pytest.mark.parametrize('arch,kernels', [('xs', k) for k in TRAIN_KERNELS]
-                         + [('s', k) for k in ('plain', 'auto', 'blocked-small-blocks')])
+                         + [('s', k) for k in ('plain', 'auto', *SMALL_BLOCK_FORMS)])
 def test_train_outputs_and_grads_match_reference_f64(arch, kernels):
     _train_step_vs_reference(arch, TRAIN_KERNELS[kernels], INPUT, 1, torch.float64,
                              TRAIN_TOL_F64)
 
 
-@pytest.mark.parametrize('kernels', ['plain', 'auto', 'blocked-small-blocks'])
+@pytest.mark.parametrize('kernels', ['plain', 'auto', *SMALL_BLOCK_FORMS])
 def test_norm_eval_train_grads_match_reference_f64(kernels):
     """Training with frozen BNs (``norm_eval=True``, as detection configs
     fine-tune): the blocks train, the BNs use their running statistics."""
@@ -563,7 +567,7 @@ def test_norm_eval_train_grads_match_reference_f64(kernels):
 TRAIN_TOL_F32, TRAIN_GRAD_TOL_F32 = 1e-5, 2e-4
 
 
-@pytest.mark.parametrize('kernels', ['plain', 'auto', 'blocked'])
+@pytest.mark.parametrize('kernels', ['plain', 'auto', 'recompute'])
 def test_train_f32_many_row_blocks(kernels):
     _train_step_vs_reference('xs', TRAIN_KERNELS[kernels], (1, 3, 211, 173), 4, torch.float32,
                              TRAIN_TOL_F32, grad_tol=TRAIN_GRAD_TOL_F32)

@@ -7,6 +7,8 @@ from unittest import mock
 import pytest
 import torch
 import torch.autograd.forward_ad as forward_ad
+import torch.nn as nn
+import torch.nn.functional as F
 
 from mmswift.errors import ConfigError
 from mmswift.models import SwiftFormer
@@ -15,8 +17,10 @@ from mmswift.models.kernels import BlockedMlpResidual, KernelConfig
 
 from .conftest import randomize_
 
-BLOCKED = dict(type='auto', blocked_mlp_min_bytes=0, rows_per_block=256)
-TOKEN_ROWS = dict(type='auto', blocked_mlp_min_bytes=2**62)
+# the CPU training MLPs with 256 rows a block (stage one of a 67x93 input:
+# 7 blocks, the last one ragged), recomputing or keeping the hidden activation
+RECOMPUTE = dict(type='auto', recompute_mlp_min_bytes=0, rows_per_block=256)
+KEPT = dict(type='auto', recompute_mlp_min_bytes=2**62, rows_per_block=256)
 
 
 def max_rel(a, b):
@@ -73,12 +77,12 @@ def test_plain_runs_no_fast_form():
 # the two larger variants (4 s of the 6) in the slow tier
 @pytest.mark.parametrize('arch', ['xs', 's', pytest.param('l1', marks=pytest.mark.slow),
                                   pytest.param('l3', marks=pytest.mark.slow)])
-@pytest.mark.parametrize('kernels', [BLOCKED, TOKEN_ROWS], ids=['blocked', 'token-rows'])
+@pytest.mark.parametrize('kernels', [RECOMPUTE, KEPT], ids=['recompute', 'kept'])
 def test_cpu_training_forms_equal_plain(arch, kernels):
-    """A training step through the CPU token-row MLPs (blocked with
-    recomputation, 256 rows a block so that stage one has 7, the last
-    ragged; or plain GEMMs) gives the features and every gradient of the
-    plain blocks: odd size, batch 2.
+    """A training step through the CPU training MLPs (256 rows a block so
+    that stage one has 7, the last ragged; the hidden activation recomputed
+    or kept for backward) gives the features and every gradient of the plain
+    blocks: odd size, batch 2.
 
     In float64, so that the comparison is tight: in float32 some gradients
     (``w_g``'s, through the normalised scores) cancel to 1e-4 relative by
@@ -102,13 +106,14 @@ def test_blocked_mlp_gradients_are_exact():
     shapes = [(n, cin), (n, cout), (hidden, cin), (hidden,), (cout, hidden), (cout,), (cout,)]
     args = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True) for s in shapes]
 
-    def f(*a):
-        return BlockedMlpResidual.apply(*a, 8)
-    assert torch.autograd.gradcheck(f, args)
-    assert torch.autograd.gradgradcheck(f, args)
+    for recompute in (True, False):
+        def f(*a):
+            return BlockedMlpResidual.apply(*a, 8, recompute)
+        assert torch.autograd.gradcheck(f, args)
+        assert torch.autograd.gradgradcheck(f, args)
 
 
-@pytest.mark.parametrize('kernels', ['auto', BLOCKED], ids=['token-rows', 'blocked'])
+@pytest.mark.parametrize('kernels', [KEPT, RECOMPUTE], ids=['kept', 'recompute'])
 def test_double_backward_and_constant_incoming_gradients_match_plain(kernels):
     """A gradient penalty: d/dw of |dL/dx|^2. Under the blocked form the
     incoming gradient of a sum is a constant, which once made the input
@@ -136,7 +141,7 @@ def test_torch_func_and_forward_ad_take_the_plain_path():
     fast forms (custom autograd function, out= kernels): they get the plain
     blocks, with the plain blocks' results."""
     plain = randomize_(SwiftFormer('xs', kernels='plain'), seed=6).eval()
-    model = twin(plain, BLOCKED)
+    model = twin(plain, RECOMPUTE)
     x, t = torch.randn(1, 3, 48, 64), torch.randn(1, 3, 48, 64)
     params = {k: v.detach() for k, v in model.named_parameters()}
 
@@ -166,7 +171,7 @@ def test_partial_fine_tuning_trains_like_plain(trainable):
         p.requires_grad_(trainable in name)
     x = torch.randn(2, 3, 64, 80)
     grads = []
-    for model in (plain, twin(plain, 'auto'), twin(plain, BLOCKED)):
+    for model in (plain, twin(plain, KEPT), twin(plain, RECOMPUTE)):
         model.zero_grad(set_to_none=True)
         sum(o.square().mean() for o in model(x)).backward()
         grads.append([p.grad for p in model.parameters() if p.requires_grad])
@@ -175,30 +180,34 @@ def test_partial_fine_tuning_trains_like_plain(trainable):
     assert max_rel(grads[0], grads[2]) < 1e-4
 
 
-def test_cpu_training_takes_the_blocked_mlp_where_it_pays(monkeypatch):
-    # the policy, at Mask R-CNN's 800x1344: stage one blocked, the rest not
+def test_cpu_training_mlps_recompute_where_it_pays(monkeypatch):
+    # the policy, at Mask R-CNN's 800x1344: stage one recomputes, the rest keep
     cfg = KernelConfig()
-    assert cfg.use_blocked_mlp(200 * 336, 48, 192, 4)
-    assert not cfg.use_blocked_mlp(25 * 42, 384, 1536, 4)
-    assert not cfg.use_blocked_mlp(200 * 336, 48, 48, 4)
-    calls = []
+    assert cfg.recompute_mlp(200 * 336, 48, 192, 4)
+    assert not cfg.recompute_mlp(100 * 168, 96, 384, 4)
+    assert not cfg.recompute_mlp(25 * 42, 384, 1536, 4)
+    assert not cfg.recompute_mlp(200 * 336, 48, 48, 4)  # not expanding
+    recomputes = []
     real = BlockedMlpResidual.apply
-    monkeypatch.setattr(BlockedMlpResidual, 'apply', lambda *a: calls.append(a[0].shape) or real(*a))
+    monkeypatch.setattr(BlockedMlpResidual, 'apply',
+                        lambda *a: recomputes.append(a[-1]) or real(*a))
     model = SwiftFormer('xs').train()
     x = torch.randn(1, 3, 64, 64)
     sum(o.mean() for o in model(x)).backward()
-    assert calls == []  # small maps: the token-row GEMMs are faster
-    model.kernels = dict(type='auto', blocked_mlp_min_bytes=0)
+    # every MLP: one per ConvEncoder and per SwiftFormer block's local
+    # representation (1:1) and MLP; small maps keep the hidden activation
+    assert recomputes == [False] * (sum(model.layers) + 4)
+    recomputes.clear()
+    model.kernels = dict(type='auto', recompute_mlp_min_bytes=0)
     sum(o.mean() for o in model(x)).backward()
-    # every expanding MLP: one per ConvEncoder and per SwiftFormer block,
-    # not the 1:1 local representations
-    assert len(calls) == sum(model.layers)
-    calls.clear()
+    # the expanding ones recompute, the 1:1 local representations keep
+    assert recomputes.count(True) == sum(model.layers) and recomputes.count(False) == 4
+    recomputes.clear()
     with torch.autocast('cpu', dtype=torch.bfloat16):
         model(x)
     with torch.no_grad():
         model(x)
-    assert calls == []
+    assert recomputes == []
 
 
 def test_fast_forms_only_where_they_cannot_change_behaviour():
@@ -388,7 +397,7 @@ def test_training_with_dropout_or_drop_path_drops_as_plain(drop):
     layout, channels_last between the fast blocks, so they are not
     comparable element for element.)"""
     plain = randomize_(SwiftFormer('xs', kernels='plain', **drop), seed=8).train()
-    model = twin(plain, BLOCKED)
+    model = twin(plain, RECOMPUTE)
     x = torch.randn(2, 3, 64, 64)
     outs = []
     for m, seed in ((plain, 0), (model, 0), (model, 1)):
@@ -397,3 +406,71 @@ def test_training_with_dropout_or_drop_path_drops_as_plain(drop):
     assert max_rel(outs[1], outs[2]) > 1e-2  # 'auto' drops
     if 'drop_path_rate' in drop:
         assert max_rel(outs[0], outs[1]) < 1e-5
+
+
+def _batch_norm_case(seed, shape=(2, 48, 96, 120), mean_scale=20.0):
+    """A channels_last map whose channel means lie up to ~60 standard
+    deviations from zero (post-ReLU maps, large features), an incoming
+    gradient, and a BatchNorm with random affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    means = torch.randn(1, shape[1], 1, 1, generator=g) * mean_scale
+    x = torch.randn(shape, generator=g) * 3 + means
+    dy = torch.randn(shape, generator=g)
+    norm = nn.BatchNorm2d(shape[1])
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5, generator=g)
+        norm.bias.uniform_(-1.0, 1.0, generator=g)
+    cl = torch.channels_last
+    return x.contiguous(memory_format=cl), dy.contiguous(memory_format=cl), norm
+
+
+def test_training_batch_norm_of_channels_last_maps_is_accurate():
+    """The fast forms' training BatchNorm of a channels_last map (CPU): its
+    output and input gradient within 1e-6 / 5e-7 of the exact (float64)
+    ones, where PyTorch's own channels_last kernel, which sums the batch
+    statistics naively, is several times further off on the same map."""
+    x, dy, norm = _batch_norm_case(0)
+    xd = x.double().requires_grad_(True)
+    w, b = (p.detach().double() for p in (norm.weight, norm.bias))
+    exact = F.batch_norm(xd, None, None, w, b, True, 0.0, norm.eps)
+    exact_dx, = torch.autograd.grad(exact, xd, dy.double())
+
+    def errors(bn):
+        xi = x.clone().requires_grad_(True)
+        y = bn(copy.deepcopy(norm), xi)
+        dx, = torch.autograd.grad(y, xi, dy)
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        return max_rel([exact], [y.detach().double()]), max_rel([exact_dx], [dx.double()])
+    y_err, dx_err = errors(fast.batch_norm)
+    assert y_err < 1e-6 and dx_err < 5e-7
+    torch_y_err, torch_dx_err = errors(lambda n, t: n(t))
+    assert torch_y_err > 3 * y_err and torch_dx_err > dx_err  # the case discriminates
+
+
+@pytest.mark.parametrize('momentum', [0.1, None], ids=['momentum', 'cumulative'])
+def test_training_batch_norm_of_channels_last_maps_keeps_the_books(momentum):
+    """Running mean and (unbiased) variance, num_batches_tracked, over two
+    steps, as nn.BatchNorm2d keeps them; the gradients of every input, and
+    through double backward (a gradient penalty), in float64; a BatchNorm
+    without running statistics normalises with the batch's in eval too."""
+    theirs = _batch_norm_case(1, (2, 8, 5, 7))[2].double()
+    theirs.momentum = momentum
+    mine = copy.deepcopy(theirs)
+    for seed in (2, 3):
+        x, dy, _ = _batch_norm_case(seed, (2, 8, 5, 7))
+        outs = []
+        for bn, norm, xi in ((fast.batch_norm, mine, x.double()),
+                             (lambda n, t: n(t), theirs, x.double().contiguous())):
+            xi = xi.requires_grad_(True)
+            y = bn(norm, xi)
+            dx, dw = torch.autograd.grad(y, [xi, norm.weight], dy.double(), create_graph=True)
+            penalty = torch.autograd.grad(dx.square().sum() + dw.square().sum(),
+                                          [norm.weight, norm.bias], allow_unused=True)
+            outs.append([y, dx, dw, *(torch.zeros(8) if p is None else p for p in penalty)])
+        assert max_rel(outs[1], outs[0]) < 1e-12
+        for name, buf in theirs.named_buffers():
+            assert torch.allclose(dict(mine.named_buffers())[name], buf, rtol=1e-12), name
+    assert int(mine.num_batches_tracked) == 2
+    stateless = nn.BatchNorm2d(8, track_running_stats=False).double().eval()
+    x = x.double()
+    assert torch.allclose(fast.batch_norm(stateless, x), stateless(x.contiguous()), atol=1e-12)

@@ -7,7 +7,7 @@ module computes the same maths faster, and is the only place that does:
 * ``'plain'``: every block runs its own ``forward()``; nothing here runs.
 * ``'auto'`` (default): the forms below where they apply, ``forward()``
   everywhere else.
-* ``dict(type='auto', rows_per_block=..., blocked_mlp_min_bytes=...)``:
+* ``dict(type='auto', rows_per_block=..., recompute_mlp_min_bytes=...)``:
   ``'auto'`` with the CPU thresholds below set.
 
 The forms (all on the channels_last token matrix ``B*H*W x C``, a view):
@@ -16,10 +16,14 @@ The forms (all on the channels_last token matrix ``B*H*W x C``, a view):
   whose hidden activation stays in cache (GEMM, in-place GELU, GEMM into the
   output with the residual), and the attention's four projections merged
   into two GEMMs once the global query is known.
-* Training on CPU: the MLPs as GEMMs on the token rows, the residual added
-  by the second GEMM; large expanding MLPs (stage one at detection sizes)
-  through an autograd function that keeps only the MLP's input and
-  recomputes each block's hidden activation in backward.
+* Training on CPU: the MLPs as the same blocks of rows through one autograd
+  function (:class:`BlockedMlpResidual`) whose backward also runs block by
+  block, so that GELU and its derivative work on blocks in cache. It keeps
+  the pre-GELU hidden activation for backward, or for large expanding MLPs
+  (stage one at detection sizes) only the MLP's input, recomputing each
+  block's hidden activation. BatchNorms that compute batch statistics run
+  on the channels_last maps with accurate statistics
+  (:class:`ChannelsLastBatchNorm`).
 
 Why: at 800x1344 a stage-one MLP expands 67,200 tokens of 48 channels into a
 52 MB hidden activation; allocating, writing, GELU as a separate pass and
@@ -61,15 +65,16 @@ class KernelConfig:
             tokens x 192 hidden channels is 1.5 MB, within L2/L3; 1024-4096
             measured within 10 % on stage one/two shapes. Off the CPU one
             block is the whole tensor.
-        blocked_mlp_min_bytes: in CPU training, expanding MLPs whose hidden
-            activation is at least this large take the blocked form with
-            recomputation. Forward + backward, 2 AVX2 cores (ms, token-row
-            GEMMs -> blocked): stage one at 800x1344 (52 MB) 335 -> 211,
-            stage two (26 MB) 197 -> 209, stage three (13 MB) 134 -> 162.
+        recompute_mlp_min_bytes: in CPU training, expanding MLPs whose
+            hidden activation is at least this large keep only their input
+            and recompute the hidden activation in backward; the others keep
+            it. Forward + backward of one MLP at 800x1344, 2 AVX-512 cores
+            (ms, kept -> recomputed): stage one (52 MB) 80 -> 72, stage two
+            (26 MB) 51 -> 58, stage three (13 MB) 44 -> 51.
     """
     type: str = 'auto'
     rows_per_block: int = 2048
-    blocked_mlp_min_bytes: int = 32 * 2**20
+    recompute_mlp_min_bytes: int = 32 * 2**20
 
     @classmethod
     def build(cls, cfg: Union[str, dict, 'KernelConfig']) -> 'KernelConfig':
@@ -83,16 +88,17 @@ class KernelConfig:
                 f'type and any of {sorted(known - {"type"})}; fix model.backbone.kernels')
         return cls(**cfg)
 
-    def use_blocked_mlp(self, tokens: int, cin: int, hidden: int, itemsize: int) -> bool:
-        """Whether a CPU training MLP takes the blocked form: expanding, and
-        a hidden activation of at least ``blocked_mlp_min_bytes``."""
-        return hidden > cin and tokens * hidden * itemsize >= self.blocked_mlp_min_bytes
+    def recompute_mlp(self, tokens: int, cin: int, hidden: int, itemsize: int) -> bool:
+        """Whether a CPU training MLP recomputes its hidden activation in
+        backward: expanding, and a hidden activation of at least
+        ``recompute_mlp_min_bytes``."""
+        return hidden > cin and tokens * hidden * itemsize >= self.recompute_mlp_min_bytes
 
     def describe(self) -> str:
         if self.type == 'plain':
             return "kernels='plain': every block runs its plain forward()"
         return (f"kernels='auto': fast CPU/inference forms where they apply (rows_per_block="
-                f"{self.rows_per_block}, blocked_mlp_min_bytes={self.blocked_mlp_min_bytes}); "
+                f"{self.rows_per_block}, recompute_mlp_min_bytes={self.recompute_mlp_min_bytes}); "
                 f"kernels='plain' for the reference computation")
 
 
@@ -144,14 +150,80 @@ def token_rows(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def batch_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``norm(x)``; a BatchNorm that computes batch statistics gets NCHW
-    memory: on CPU its channels_last kernel is 10-30x less accurate (about
-    2e-6 of the output against 1e-7, worse for large means; compounded over
-    the depth, 2.5e-4 at the backbone's output) and no faster than copying."""
-    if isinstance(norm, _BatchNorm) and (norm.training or norm.running_var is None) \
-            and not x.is_contiguous():
-        return norm(x.contiguous())
-    return norm(x)
+    """``norm(x)``. A BatchNorm that computes batch statistics of a
+    channels_last map on the CPU takes :class:`ChannelsLastBatchNorm`:
+    PyTorch's own channels_last kernel sums the statistics naively (6e-6 of
+    the output against 2e-7 on NCHW, worse for large means; compounded over
+    the depth, 2.5e-4 at the backbone's output), and copying to NCHW and
+    back costs more than the BatchNorm itself. Other batch-statistics
+    BatchNorms get NCHW memory."""
+    if not isinstance(norm, _BatchNorm) or not (norm.training or norm.running_var is None) \
+            or x.is_contiguous():
+        return norm(x)
+    if type(norm) is nn.BatchNorm2d and norm.affine and x.device.type == 'cpu' \
+            and x.is_contiguous(memory_format=torch.channels_last) \
+            and x.numel() > x.shape[1]:  # one value per channel: norm() raises
+        return channels_last_batch_norm(norm, x)
+    return norm(x.contiguous())
+
+
+def channels_last_batch_norm(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """What ``norm(x)`` computes and updates (batch statistics, running
+    statistics, ``num_batches_tracked``), for a channels_last ``x``."""
+    momentum = 0.0 if norm.momentum is None else norm.momentum
+    update = norm.training and norm.track_running_stats
+    if update and norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        if norm.momentum is None:  # cumulative moving average
+            momentum = 1.0 / float(norm.num_batches_tracked)
+    y, mean, var = ChannelsLastBatchNorm.apply(x, norm.weight, norm.bias, norm.eps)
+    if update and norm.running_mean is not None:
+        n = x.numel() // x.shape[1]
+        with torch.no_grad():
+            norm.running_mean.mul_(1 - momentum).add_(mean, alpha=momentum)
+            norm.running_var.mul_(1 - momentum).add_(var * (n / (n - 1)), alpha=momentum)
+    return y
+
+
+class ChannelsLastBatchNorm(torch.autograd.Function):
+    """Training BatchNorm of a channels_last map with accurate statistics:
+    the mean and a two-pass variance summed over the ``B*H*W x C`` token rows
+    (PyTorch's cascaded sums); the normalisation and the backward by
+    PyTorch's channels_last kernels given those statistics. Returns the
+    output and the batch mean and (biased) variance."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                eps: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        _, rows = token_rows(x)
+        n = rows.shape[0]
+        mean = rows.sum(0).div_(n)
+        var = (rows - mean).square_().sum(0).div_(n)  # two passes: no cancellation
+        y = torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, False)
+        ctx.save_for_backward(x, weight, bias, mean, (var + eps).rsqrt())
+        ctx.eps = eps
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor, _mean: torch.Tensor, _var: torch.Tensor):
+        x, weight, bias, mean, invstd = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph: differentiate a recomputation
+            params = (x, weight, bias)
+            grads = [None] * 3
+            with torch.enable_grad():
+                y = F.batch_norm(x.contiguous(), None, None, weight, bias, True, 0.0, ctx.eps)
+                found = torch.autograd.grad(y, [p for p, w in zip(params, wanted) if w], dy,
+                                            create_graph=True, allow_unused=True)
+            for i, g in zip([i for i, w in enumerate(wanted) if w], found):
+                grads[i] = g
+            return (*grads, None)
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        dx, dw, db = torch.ops.aten.native_batch_norm_backward(
+            dy, x, weight, None, None, mean, invstd, True, ctx.eps, list(wanted))
+        return (dx if wanted[0] else None, dw if wanted[1] else None,
+                db if wanted[2] else None, None)
 
 
 def _gamma(layer_scale: nn.Module) -> Optional[torch.Tensor]:
@@ -171,8 +243,10 @@ class BlockKernels:
 
     def prepare(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         """At inference the fast forms work on channels_last maps: convert
-        once at the stem. In training the maps between stages stay NCHW,
-        where BatchNorm computes batch statistics (see :func:`batch_norm`)."""
+        once at the stem. In training the maps between stages stay NCHW: the
+        stem's, the downsamplings' and the output norms' BatchNorms run as
+        plain modules, which on channels_last maps would take PyTorch's
+        naively summed statistics (see :func:`batch_norm`)."""
         if self.plain or training or not eager_full_precision(x):
             return x
         return x.contiguous(memory_format=torch.channels_last)
@@ -234,12 +308,9 @@ class BlockKernels:
                                 out.permute(0, 2, 3, 1).view(-1, cout), step)
             return out
         gamma = scale.reshape(-1) if scale is not None else x.new_ones(cout)
-        if self.cfg.use_blocked_mlp(rows.shape[0], cin, hidden, x.element_size()):
-            out = BlockedMlpResidual.apply(rows, res_rows, w1, fc1.bias, w2, fc2.bias, gamma,
-                                           self.cfg.rows_per_block)
-        else:
-            out = torch.addmm(res_rows, F.gelu(F.linear(rows, w1, fc1.bias)),
-                              (w2 * gamma[:, None]).t()) + fc2.bias * gamma
+        recompute = self.cfg.recompute_mlp(rows.shape[0], cin, hidden, x.element_size())
+        out = BlockedMlpResidual.apply(rows, res_rows, w1, fc1.bias, w2, fc2.bias, gamma,
+                                       self.cfg.rows_per_block, recompute)
         return out.view(b, h, w, cout).permute(0, 3, 1, 2)
 
 
@@ -248,25 +319,27 @@ def _mlp_rows(x, w1, b1, w2, b2, gamma):
 
 
 class BlockedMlpResidual(torch.autograd.Function):
-    """``res + (gelu(x W1^T + b1) W2^T + b2) * gamma`` on token rows, with
-    the hidden activation recomputed block by block in backward. Under
-    ``create_graph`` (double backward, gradient penalties) the backward is a
-    differentiable recomputation instead."""
+    """``res + (gelu(x W1^T + b1) W2^T + b2) * gamma`` on token rows, forward
+    and backward block by block. Backward reads the pre-GELU hidden
+    activation kept by forward, or with ``recompute`` recomputes it block by
+    block from the input. Under ``create_graph`` (double backward, gradient
+    penalties) the backward is a differentiable recomputation instead."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, res: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor,
                 w2: torch.Tensor, b2: torch.Tensor, gamma: torch.Tensor,
-                rows_per_block: int) -> torch.Tensor:
+                rows_per_block: int, recompute: bool) -> torch.Tensor:
         out = torch.empty_like(res)
+        hidden = None if recompute else x.new_empty(x.shape[0], w1.shape[0])
         blocked_mlp_forward(x, res, w1.t(), b1, (w2 * gamma[:, None]).t(), b2 * gamma, out,
-                            rows_per_block)
-        ctx.save_for_backward(x, w1, b1, w2, b2, gamma)
+                            rows_per_block, hidden)
+        ctx.save_for_backward(x, w1, b1, w2, b2, gamma, hidden)
         ctx.rows_per_block = rows_per_block
         return out
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        x, w1, b1, w2, b2, gamma = ctx.saved_tensors
+        x, w1, b1, w2, b2, gamma, hidden = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: differentiate a recomputation
             params = (x, w1, b1, w2, b2, gamma)
             wanted = [i for i, t in enumerate(params) if ctx.needs_input_grad[i + (i > 0)]]
@@ -278,7 +351,7 @@ class BlockedMlpResidual(torch.autograd.Function):
                                                 create_graph=True, allow_unused=True)
                 for i, g in zip(wanted, found):
                     grads[i] = g
-            return grads[0], dy, *grads[1:], None
+            return grads[0], dy, *grads[1:], None, None
         dy = dy.contiguous()
         w2s, w1t = w2 * gamma[:, None], w1.t()
         dx = torch.empty_like(x)
@@ -290,7 +363,10 @@ class BlockedMlpResidual(torch.autograd.Function):
             rows = slice(i, i + step)
             xb, dyb = x[rows], dy[rows]
             h, g, dh = (b[:xb.shape[0]] for b in buffers)
-            torch.addmm(b1, xb, w1t, out=h)
+            if hidden is None:
+                torch.addmm(b1, xb, w1t, out=h)
+            else:
+                h = hidden[rows]
             torch.ops.aten.gelu.out(h, out=g)
             dw2s.addmm_(dyb.t(), g)
             torch.mm(dyb, w2s, out=dh)
@@ -300,16 +376,21 @@ class BlockedMlpResidual(torch.autograd.Function):
             torch.mm(dh, w1, out=dx[rows])
         dy_sum = dy.sum(0)
         dgamma = (w2 * dw2s).sum(1) + b2 * dy_sum
-        return dx, dy, dw1, db1, dw2s * gamma[:, None], dy_sum * gamma, dgamma, None
+        return dx, dy, dw1, db1, dw2s * gamma[:, None], dy_sum * gamma, dgamma, None, None
 
 
 def blocked_mlp_forward(rows: torch.Tensor, res_rows: torch.Tensor, w1t: torch.Tensor,
                         b1: torch.Tensor, w2t: torch.Tensor, b2: torch.Tensor,
-                        out_rows: torch.Tensor, step: int) -> None:
-    """``out_rows = res_rows + gelu(rows w1t + b1) w2t + b2``, ``step`` rows at a time."""
+                        out_rows: torch.Tensor, step: int,
+                        hidden: Optional[torch.Tensor] = None) -> None:
+    """``out_rows = res_rows + gelu(rows w1t + b1) w2t + b2``, ``step`` rows
+    at a time; the pre-GELU activation written to ``hidden`` if given."""
     for i in range(0, rows.shape[0], step):
-        h = torch.addmm(b1, rows[i:i + step], w1t)
-        torch.ops.aten.gelu_(h)
+        if hidden is None:  # inference, or recomputed in backward: GELU in place
+            h = torch.addmm(b1, rows[i:i + step], w1t)
+            torch.ops.aten.gelu_(h)
+        else:  # the pre-GELU activation kept for backward
+            h = F.gelu(torch.addmm(b1, rows[i:i + step], w1t, out=hidden[i:i + step]))
         torch.addmm(res_rows[i:i + step], h, w2t, out=out_rows[i:i + step]).add_(b2)
 
 

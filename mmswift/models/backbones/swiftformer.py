@@ -211,7 +211,7 @@ class SwiftFormer(BaseModule):
             forms where they apply, ``'plain'`` each block's own
             ``forward()``, the reference computation (for debugging, new
             hardware, or to rule the fast forms out); a dict
-            ``dict(type='auto', rows_per_block=..., blocked_mlp_min_bytes=...)``
+            ``dict(type='auto', rows_per_block=..., recompute_mlp_min_bytes=...)``
             sets the CPU thresholds. See :mod:`mmswift.models.kernels`.
         frozen_stages: -1 freezes nothing, 0 the stem, ``k`` the stem and
             stages ``< k`` together with their output norms.
