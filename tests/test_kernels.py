@@ -474,3 +474,33 @@ def test_training_batch_norm_of_channels_last_maps_keeps_the_books(momentum):
     stateless = nn.BatchNorm2d(8, track_running_stats=False).double().eval()
     x = x.double()
     assert torch.allclose(fast.batch_norm(stateless, x), stateless(x.contiguous()), atol=1e-12)
+
+
+def test_cpu_training_keeps_channels_last_maps_and_plain_modules_get_nchw():
+    """CPU training runs on channels_last maps from the stem to the output
+    norms, every BatchNorm through the accurate channels_last form. Modules
+    that run as themselves (hooked; blocks with stochastic depth) get NCHW
+    memory, so that no training BatchNorm is PyTorch's on channels_last."""
+    torch_layouts, ours = [], []
+    real_bn, real_ours = F.batch_norm, fast.ChannelsLastBatchNorm.apply
+
+    def torch_bn(x, *args, **kwargs):
+        training = kwargs.get('training', args[4] if len(args) > 4 else False)
+        if training:
+            torch_layouts.append('NCHW' if x.is_contiguous() else 'channels_last')
+        return real_bn(x, *args, **kwargs)
+    with mock.patch('torch.nn.modules.batchnorm.F.batch_norm', torch_bn), \
+            mock.patch.object(fast.ChannelsLastBatchNorm, 'apply',
+                              lambda *a: ours.append(a[0].shape) or real_ours(*a)):
+        model = SwiftFormer('xs').train()
+        n_bns = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        sum(o.mean() for o in model(torch.randn(2, 3, 64, 64))).backward()
+        assert len(ours) == n_bns and torch_layouts == []
+        ours.clear()
+        model = SwiftFormer('xs', drop_path_rate=0.1).train()
+        model.stem.register_forward_hook(lambda *a: None)
+        model.stages[1].blocks[0].register_forward_hook(lambda *a: None)
+        sum(o.mean() for o in model(torch.randn(2, 3, 64, 64))).backward()
+        assert len(ours) + len(torch_layouts) == n_bns and len(ours) > 0
+        # the hooked stem (2), hooked block (1), 4 stochastic-depth blocks (2 each)
+        assert len(torch_layouts) >= 11 and set(torch_layouts) == {'NCHW'}

@@ -167,6 +167,12 @@ def batch_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x.contiguous())
 
 
+def plain_on_nchw(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; in training on NCHW memory, so that its BatchNorms sum
+    their batch statistics accurately (see :func:`batch_norm`)."""
+    return module(x.contiguous() if module.training else x)
+
+
 def channels_last_batch_norm(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
     """What ``norm(x)`` computes and updates (batch statistics, running
     statistics, ``num_batches_tracked``), for a channels_last ``x``."""
@@ -242,29 +248,39 @@ class BlockKernels:
         return self.cfg.type == 'plain'
 
     def prepare(self, x: torch.Tensor, training: bool) -> torch.Tensor:
-        """At inference the fast forms work on channels_last maps: convert
-        once at the stem. In training the maps between stages stay NCHW: the
-        stem's, the downsamplings' and the output norms' BatchNorms run as
-        plain modules, which on channels_last maps would take PyTorch's
-        naively summed statistics (see :func:`batch_norm`)."""
-        if self.plain or training or not eager_full_precision(x):
+        """The fast forms work on channels_last maps, at inference anywhere
+        and in training on the CPU: convert once, before the stem."""
+        if self.plain or not eager_full_precision(x) or (training and x.device.type != 'cpu'):
             return x
         return x.contiguous(memory_format=torch.channels_last)
 
+    def layers(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The stem (conv-norm-ReLU steps), a downsampling (conv, norm) or an
+        output norm. In training on a channels_last map its BatchNorms go
+        through :func:`batch_norm`; observed, it runs as itself on NCHW."""
+        from .backbones.swiftformer import Downsample
+        if self.plain or not module.training or x.is_contiguous() or isinstance(module, nn.Identity):
+            return module(x)
+        if observed(module) or not isinstance(module, (nn.Sequential, Downsample, _BatchNorm)):
+            return plain_on_nchw(module, x)
+        if isinstance(module, Downsample):
+            return batch_norm(module.norm, module.proj(x))
+        for m in (module if isinstance(module, nn.Sequential) else (module,)):
+            x = batch_norm(m, x) if isinstance(m, _BatchNorm) else m(x)
+        return x
+
     def stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.plain or _has_hooks(stage) or _has_hooks(stage.blocks):
-            return stage(x)
-        x = stage.downsample(x)
+            return plain_on_nchw(stage, x)
+        x = self.layers(stage.downsample, x)
         for block in stage.blocks:
             x = self.block(block, x)
-        # training: the token-row MLPs hand back channels_last maps; the
-        # next stage's BatchNorms and the output norms get NCHW
-        return x.contiguous() if stage.training else x
+        return x
 
     def block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         from .backbones.swiftformer import ConvEncoder, SwiftFormerBlock
         if not eager_full_precision(x) or observed(block):
-            return block(x)
+            return plain_on_nchw(block, x)
         grad = needs_autograd(x, block)
         if grad and x.device.type != 'cpu':
             return block(x)
@@ -280,7 +296,7 @@ class BlockKernels:
                 x = attention_residual(block.attn, x, _gamma(block.layer_scale_1), inplace=not grad)
             return self._mlp_residual(batch_norm(block.linear.norm1, x), block.linear.fc1,
                                       block.linear.fc2, x, _gamma(block.layer_scale_2), grad)
-        return block(x)
+        return plain_on_nchw(block, x)  # stochastic depth or dropout in training
 
     def _conv_encoder(self, block: nn.Module, x: torch.Tensor, grad: bool) -> torch.Tensor:
         y = batch_norm(block.norm, block.dwconv(x))

@@ -392,12 +392,13 @@ class SwiftFormer(BaseModule):
         out_format = (torch.channels_last if channels_last or
                       (self.out_channels_last and x.device.type == 'cpu')
                       else torch.contiguous_format)
-        x = self.stem(self._blocks.prepare(x, self.training))
+        x = self._blocks.layers(self.stem, self._blocks.prepare(x, self.training))
         outs = []
         for i, stage in enumerate(self.stages):
             x = self._blocks.stage(stage, x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=out_format))
+                out = self._blocks.layers(getattr(self, f'norm{i}'), x)
+                outs.append(out.contiguous(memory_format=out_format))
         return tuple(outs)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
