@@ -447,6 +447,22 @@ def test_training_batch_norm_of_channels_last_maps_is_accurate():
     assert torch_y_err > 3 * y_err and torch_dx_err > dx_err  # the case discriminates
 
 
+def test_training_batch_norm_of_a_dead_channel():
+    """A constant (dead) channel: its deviations from the batch mean are
+    zero, so the output is the bias, whatever 1/sqrt(eps) multiplies. The
+    fast form is at most twice as far from the exact output as PyTorch's
+    NCHW BatchNorm (a mean left with its summation rounding is 10x off)."""
+    x, _, norm = _batch_norm_case(0)
+    x = x.clone()
+    x[:, 3] = 0.37
+    exact = F.batch_norm(x.double(), None, None, norm.weight.double(), norm.bias.double(),
+                         True, 0.0, norm.eps)
+
+    def error(y):
+        return float((y.detach().double() - exact)[:, 3].abs().max() / exact.abs().max())
+    assert error(fast.batch_norm(copy.deepcopy(norm), x)) <= 2 * error(norm(x.contiguous()))
+
+
 @pytest.mark.parametrize('momentum', [0.1, None], ids=['momentum', 'cumulative'])
 def test_training_batch_norm_of_channels_last_maps_keeps_the_books(momentum):
     """Running mean and (unbiased) variance, num_batches_tracked, over two

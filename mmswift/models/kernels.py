@@ -21,9 +21,10 @@ The forms (all on the channels_last token matrix ``B*H*W x C``, a view):
   block, so that GELU and its derivative work on blocks in cache. It keeps
   the pre-GELU hidden activation for backward, or for large expanding MLPs
   (stage one at detection sizes) only the MLP's input, recomputing each
-  block's hidden activation. BatchNorms that compute batch statistics run
-  on the channels_last maps with accurate statistics
-  (:class:`ChannelsLastBatchNorm`).
+  block's hidden activation. The maps stay channels_last from the stem to
+  the output norms; BatchNorms that compute batch statistics run on them
+  with accurately summed statistics (:class:`ChannelsLastBatchNorm`), and
+  modules that run as themselves get NCHW memory (:func:`plain_on_nchw`).
 
 Why: at 800x1344 a stage-one MLP expands 67,200 tokens of 48 channels into a
 52 MB hidden activation; allocating, writing, GELU as a separate pass and
@@ -193,10 +194,11 @@ def channels_last_batch_norm(norm: nn.BatchNorm2d, x: torch.Tensor) -> torch.Ten
 
 class ChannelsLastBatchNorm(torch.autograd.Function):
     """Training BatchNorm of a channels_last map with accurate statistics:
-    the mean and a two-pass variance summed over the ``B*H*W x C`` token rows
-    (PyTorch's cascaded sums); the normalisation and the backward by
-    PyTorch's channels_last kernels given those statistics. Returns the
-    output and the batch mean and (biased) variance."""
+    the mean (corrected by a second pass) and the variance cascaded over the
+    ``B*H*W x C`` token rows, as PyTorch sums on NCHW memory (its
+    channels_last kernel sums them naively); the normalisation and the
+    backward by PyTorch's channels_last kernels given those statistics.
+    Returns the output and the batch mean and (biased) variance."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -204,7 +206,12 @@ class ChannelsLastBatchNorm(torch.autograd.Function):
         _, rows = token_rows(x)
         n = rows.shape[0]
         mean = rows.sum(0).div_(n)
-        var = (rows - mean).square_().sum(0).div_(n)  # two passes: no cancellation
+        dev = rows - mean
+        # correct the mean by the rounding its sum left (a constant channel
+        # then gets exactly its value, and normalises to its bias, not to
+        # the rounding times 1/sqrt(eps)); the variance from the deviations
+        mean.add_(dev.sum(0).div_(n))
+        var = dev.square_().sum(0).div_(n)
         y = torch.batch_norm(x, weight, bias, mean, var, False, 0.0, eps, False)
         ctx.save_for_backward(x, weight, bias, mean, (var + eps).rsqrt())
         ctx.eps = eps
@@ -259,7 +266,8 @@ class BlockKernels:
         output norm. In training on a channels_last map its BatchNorms go
         through :func:`batch_norm`; observed, it runs as itself on NCHW."""
         from .backbones.swiftformer import Downsample
-        if self.plain or not module.training or x.is_contiguous() or isinstance(module, nn.Identity):
+        if self.plain or not module.training or x.is_contiguous() \
+                or isinstance(module, nn.Identity):
             return module(x)
         if observed(module) or not isinstance(module, (nn.Sequential, Downsample, _BatchNorm)):
             return plain_on_nchw(module, x)
