@@ -409,7 +409,7 @@ def test_training_with_dropout_or_drop_path_drops_as_plain(drop):
 
 
 def _batch_norm_case(seed, shape=(2, 48, 96, 120), mean_scale=20.0):
-    """A channels_last map whose channel means lie up to ~60 standard
+    """A channels_last map whose channel means lie up to ~20 standard
     deviations from zero (post-ReLU maps, large features), an incoming
     gradient, and a BatchNorm with random affine parameters."""
     g = torch.Generator().manual_seed(seed)
@@ -451,7 +451,7 @@ def test_training_batch_norm_of_a_dead_channel():
     """A constant (dead) channel: its deviations from the batch mean are
     zero, so the output is the bias, whatever 1/sqrt(eps) multiplies. The
     fast form is at most twice as far from the exact output as PyTorch's
-    NCHW BatchNorm (a mean left with its summation rounding is 10x off)."""
+    NCHW BatchNorm (measured 0.5x; without the mean's second pass, 4.6x)."""
     x, _, norm = _batch_norm_case(0)
     x = x.clone()
     x[:, 3] = 0.37
