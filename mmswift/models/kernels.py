@@ -42,7 +42,7 @@ backward goes through a differentiable recomputation. Every form equals the
 plain one up to float rounding; the tests compare them through this switch.
 """
 from dataclasses import dataclass, fields
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.autograd.forward_ad as forward_ad
@@ -150,6 +150,23 @@ def token_rows(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return x, x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
+def recomputed_grads(fn, inputs: Sequence[torch.Tensor], wanted: Sequence[bool],
+                     dy: torch.Tensor) -> List[Optional[torch.Tensor]]:
+    """The backward of a custom autograd function under ``create_graph``
+    (double backward, gradient penalties): the gradients of ``fn(*inputs)``
+    for the ``wanted`` inputs (None for the others) by differentiating a
+    recomputation with autograd, so that they have a graph of their own."""
+    grads: List[Optional[torch.Tensor]] = [None] * len(inputs)
+    index = [i for i, w in enumerate(wanted) if w]
+    if index:
+        with torch.enable_grad():
+            found = torch.autograd.grad(fn(*inputs), [inputs[i] for i in index], dy,
+                                        create_graph=True, allow_unused=True)
+        for i, g in zip(index, found):
+            grads[i] = g
+    return grads
+
+
 def batch_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``norm(x)``. A BatchNorm that computes batch statistics of a
     channels_last map on the CPU takes :class:`ChannelsLastBatchNorm`:
@@ -223,15 +240,9 @@ class ChannelsLastBatchNorm(torch.autograd.Function):
         x, weight, bias, mean, invstd = ctx.saved_tensors
         wanted = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph: differentiate a recomputation
-            params = (x, weight, bias)
-            grads = [None] * 3
-            with torch.enable_grad():
-                y = F.batch_norm(x.contiguous(), None, None, weight, bias, True, 0.0, ctx.eps)
-                found = torch.autograd.grad(y, [p for p, w in zip(params, wanted) if w], dy,
-                                            create_graph=True, allow_unused=True)
-            for i, g in zip([i for i, w in enumerate(wanted) if w], found):
-                grads[i] = g
-            return (*grads, None)
+            def train_bn(x, weight, bias):
+                return F.batch_norm(x.contiguous(), None, None, weight, bias, True, 0.0, ctx.eps)
+            return (*recomputed_grads(train_bn, (x, weight, bias), wanted, dy), None)
         dy = dy.contiguous(memory_format=torch.channels_last)
         dx, dw, db = torch.ops.aten.native_batch_norm_backward(
             dy, x, weight, None, None, mean, invstd, True, ctx.eps, list(wanted))
@@ -365,16 +376,9 @@ class BlockedMlpResidual(torch.autograd.Function):
     def backward(ctx, dy: torch.Tensor):
         x, w1, b1, w2, b2, gamma, hidden = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: differentiate a recomputation
-            params = (x, w1, b1, w2, b2, gamma)
-            wanted = [i for i, t in enumerate(params) if ctx.needs_input_grad[i + (i > 0)]]
-            grads = [None] * len(params)
-            if wanted:
-                with torch.enable_grad():
-                    y = _mlp_rows(*params)
-                    found = torch.autograd.grad(y, [params[i] for i in wanted], dy,
-                                                create_graph=True, allow_unused=True)
-                for i, g in zip(wanted, found):
-                    grads[i] = g
+            # the inputs but res, whose gradient is dy itself
+            wanted = [w for i, w in enumerate(ctx.needs_input_grad[:7]) if i != 1]
+            grads = recomputed_grads(_mlp_rows, (x, w1, b1, w2, b2, gamma), wanted, dy)
             return grads[0], dy, *grads[1:], None, None
         dy = dy.contiguous()
         w2s, w1t = w2 * gamma[:, None], w1.t()
